@@ -1,0 +1,14 @@
+//! Entry point of the kernel side: maps, the shared emit path and the programs.
+
+mod maps;
+mod tc;
+mod tp;
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

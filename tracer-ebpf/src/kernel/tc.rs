@@ -1,0 +1,186 @@
+//! TC programs (ingress and egress): pick the edge's SYN/ACK/RST/FIN and the
+//! origin's SYN-ACK/RST/FIN/ICMP-unreachable out of the packet stream. They
+//! only read packets and always return TC_ACT_UNSPEC: traffic is never
+//! dropped, delayed or altered.
+
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
+use tracer_ebpf::{flow_state, kind, tcp_flag, FlowValue, FAMILY_V4, FAMILY_V6};
+
+use super::maps::{blank_event, bump, emit, flow_key, is_edge, port_watched, FLOWS, IFACE_L2};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+
+#[classifier]
+pub fn otr_tc_ingress(ctx: TcContext) -> i32 {
+    let _ = handle(&ctx, true);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn otr_tc_egress(ctx: TcContext) -> i32 {
+    let _ = handle(&ctx, false);
+    TC_ACT_UNSPEC
+}
+
+/// Where the transport header starts and which addresses the packet carries.
+struct Ip {
+    family: u32,
+    proto: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    l4: usize,
+}
+
+#[inline(always)]
+fn handle(ctx: &TcContext, ingress: bool) -> Option<()> {
+    let proto = u16::from_be(ctx.skb.protocol() as u16);
+    if proto != ETH_P_IP && proto != ETH_P_IPV6 {
+        return None;
+    }
+    // SAFETY: the context points at a valid __sk_buff for the program's run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: plain map lookup; the value is copied out.
+    let l2 = unsafe { IFACE_L2.get(&ifindex) }.copied().unwrap_or(14) as usize;
+    let ip = parse_ip(ctx, proto, l2)?;
+    match ip.proto {
+        IPPROTO_TCP => tcp(ctx, &ip, ingress, ifindex),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if !ingress => icmp(ctx, &ip, ifindex),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn parse_ip(ctx: &TcContext, proto: u16, l2: usize) -> Option<Ip> {
+    let mut ip = Ip { family: FAMILY_V4, proto: 0, src: [0; 16], dst: [0; 16], l4: 0 };
+    if proto == ETH_P_IP {
+        let h: [u8; 20] = ctx.load(l2).ok()?;
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        // Later fragments carry no transport header.
+        if ihl < 20 || (u16::from_be_bytes([h[6], h[7]]) & 0x1fff) != 0 {
+            return None;
+        }
+        ip.proto = h[9];
+        ip.src[..4].copy_from_slice(&h[12..16]);
+        ip.dst[..4].copy_from_slice(&h[16..20]);
+        ip.l4 = l2 + ihl;
+    } else {
+        let h: [u8; 40] = ctx.load(l2).ok()?;
+        ip.family = FAMILY_V6;
+        ip.proto = h[6];
+        ip.src.copy_from_slice(&h[8..24]);
+        ip.dst.copy_from_slice(&h[24..40]);
+        ip.l4 = l2 + 40;
+    }
+    Some(ip)
+}
+
+#[inline(always)]
+fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
+    let th: [u8; 14] = ctx.load(ip.l4).ok()?;
+    let sport = u16::from_be_bytes([th[0], th[1]]);
+    let dport = u16::from_be_bytes([th[2], th[3]]);
+    let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+    let flags = u32::from(th[13]);
+    let (origin_port, edge_port, edge, origin) =
+        if ingress { (dport, sport, &ip.src, &ip.dst) } else { (sport, dport, &ip.dst, &ip.src) };
+    if !port_watched(origin_port) || !is_edge(ip.family, edge) {
+        return None;
+    }
+    let mut ev = blank_event(0, ip.family);
+    ev.edge_addr = *edge;
+    ev.origin_addr = *origin;
+    ev.edge_port = edge_port;
+    ev.origin_port = origin_port;
+    ev.tcp_flags = flags;
+    ev.seq = seq;
+    ev.ifindex = ifindex;
+    let key = flow_key(&ev);
+    let syn = flags & tcp_flag::SYN != 0;
+    let ack = flags & tcp_flag::ACK != 0;
+    if flags & tcp_flag::RST != 0 {
+        ev.kind = if ingress { kind::EDGE_RST } else { kind::ORIGIN_RST };
+        let _ = FLOWS.remove(&key);
+    } else if ingress && syn && !ack {
+        ev.kind = kind::EDGE_SYN;
+        let value = FlowValue { state: flow_state::SYN_SEEN, _pad: 0 };
+        if FLOWS.insert(&key, &value, 0).is_err() {
+            bump(tracer_ebpf::counter::FLOW_INSERT_ERRORS);
+        }
+    } else if !ingress && syn && ack {
+        ev.kind = kind::ORIGIN_SYNACK;
+    } else {
+        // Anything else matters only for flows whose SYN we saw.
+        let state = FLOWS.get_ptr_mut(&key)?;
+        if flags & tcp_flag::FIN != 0 {
+            ev.kind = if ingress { kind::EDGE_FIN } else { kind::ORIGIN_FIN };
+        } else if ingress && ack {
+            // SAFETY: LRU value pointer valid for this program run.
+            if unsafe { (*state).state } != flow_state::SYN_SEEN {
+                return None;
+            }
+            unsafe { (*state).state = flow_state::ESTABLISHED };
+            ev.kind = kind::EDGE_ACK;
+        } else {
+            return None;
+        }
+    }
+    emit(&mut ev);
+    Some(())
+}
+
+/// An ICMP(v6) destination-unreachable leaving toward the edge about a TCP
+/// segment the edge sent to a watched port (a firewall's REJECT).
+#[inline(always)]
+fn icmp(ctx: &TcContext, ip: &Ip, ifindex: u32) -> Option<()> {
+    let head: [u8; 2] = ctx.load(ip.l4).ok()?;
+    let v6 = ip.family == FAMILY_V6;
+    if (v6 && (ip.proto != IPPROTO_ICMPV6 || head[0] != ICMPV6_DEST_UNREACH))
+        || (!v6 && (ip.proto != IPPROTO_ICMP || head[0] != ICMP_DEST_UNREACH))
+    {
+        return None;
+    }
+    // The quoted packet: the edge's segment, edge -> origin.
+    let inner = ip.l4 + 8;
+    let (proto_inner, inner_src, inner_dst, inner_l4) = if v6 {
+        let h: [u8; 40] = ctx.load(inner).ok()?;
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s.copy_from_slice(&h[8..24]);
+        d.copy_from_slice(&h[24..40]);
+        (h[6], s, d, inner + 40)
+    } else {
+        let h: [u8; 20] = ctx.load(inner).ok()?;
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s[..4].copy_from_slice(&h[12..16]);
+        d[..4].copy_from_slice(&h[16..20]);
+        (h[9], s, d, inner + usize::from(h[0] & 0x0f) * 4)
+    };
+    if proto_inner != IPPROTO_TCP {
+        return None;
+    }
+    let th: [u8; 14] = ctx.load(inner_l4).ok()?;
+    let edge_port = u16::from_be_bytes([th[0], th[1]]);
+    let origin_port = u16::from_be_bytes([th[2], th[3]]);
+    if !port_watched(origin_port) || !is_edge(ip.family, &ip.dst) {
+        return None;
+    }
+    let mut ev = blank_event(kind::ORIGIN_ICMP_UNREACH, ip.family);
+    ev.edge_addr = inner_src;
+    ev.origin_addr = inner_dst;
+    ev.edge_port = edge_port;
+    ev.origin_port = origin_port;
+    ev.tcp_flags = u32::from(th[13]);
+    ev.seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+    ev.ifindex = ifindex;
+    ev.aux0 = u32::from(head[0]);
+    ev.aux1 = u32::from(head[1]);
+    emit(&mut ev);
+    Some(())
+}

@@ -1,0 +1,203 @@
+//! Tracepoint programs: kernel drops with their reason (skb:kfree_skb),
+//! resets sent and received, SYN-ACK retransmits and handshake state changes.
+//! Field offsets come from the running kernel's tracefs formats and BTF,
+//! handed over by the agent in `TP_LAYOUTS` / `DROP_LAYOUT`.
+
+use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
+use tracer_ebpf::{addr_layout, counter, kind, tp_index, RawEvent, FAMILY_V4, FAMILY_V6};
+
+use super::maps::{blank_event, bump, emit, is_edge, port_watched, DROP_LAYOUT, SETTINGS, TP_LAYOUTS};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPPROTO_TCP: u8 = 6;
+const ABSENT: u32 = u32::MAX;
+
+#[tracepoint]
+pub fn otr_kfree_skb(ctx: TracePointContext) -> u32 {
+    let _ = kfree_skb(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn otr_send_reset(ctx: TracePointContext) -> u32 {
+    let _ = sock_event(&ctx, tp_index::SEND_RESET, kind::KERNEL_SEND_RESET);
+    0
+}
+
+#[tracepoint]
+pub fn otr_recv_reset(ctx: TracePointContext) -> u32 {
+    let _ = sock_event(&ctx, tp_index::RECV_RESET, kind::KERNEL_RECV_RESET);
+    0
+}
+
+#[tracepoint]
+pub fn otr_retr_synack(ctx: TracePointContext) -> u32 {
+    let _ = sock_event(&ctx, tp_index::RETRANS_SYNACK, kind::KERNEL_RETRANS_SYNACK);
+    0
+}
+
+#[tracepoint]
+pub fn otr_set_state(ctx: TracePointContext) -> u32 {
+    let _ = sock_event(&ctx, tp_index::SET_STATE, kind::KERNEL_SET_STATE);
+    0
+}
+
+/// Read a field of the tracepoint record; failures are counted.
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    // SAFETY: the offset comes from the tracepoint's own format file.
+    match unsafe { ctx.read_at::<T>(offset as usize) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            bump(counter::READ_ERRORS);
+            None
+        }
+    }
+}
+
+/// Read kernel memory; failures are counted.
+#[inline(always)]
+fn kread<T>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel validates the address itself.
+    match unsafe { bpf_probe_read_kernel(addr as *const T) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            bump(counter::READ_ERRORS);
+            None
+        }
+    }
+}
+
+/// A socket-level tracepoint. Every one of them stores the local end as
+/// `saddr`/`sport` (tcp_send_reset reverses the segment's tuple for that), so
+/// the remote address must be an edge address and the local port watched.
+#[inline(always)]
+fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()> {
+    let layout = TP_LAYOUTS.get(index)?;
+    let mut ev = blank_event(event_kind, 0);
+    if layout.addr_layout == addr_layout::SPLIT {
+        let family: u16 = field(ctx, layout.family)?;
+        ev.origin_port = field(ctx, layout.sport)?;
+        ev.edge_port = field(ctx, layout.dport)?;
+        if family == AF_INET {
+            ev.family = FAMILY_V4;
+            let s: [u8; 4] = field(ctx, layout.saddr)?;
+            let d: [u8; 4] = field(ctx, layout.daddr)?;
+            ev.origin_addr[..4].copy_from_slice(&s);
+            ev.edge_addr[..4].copy_from_slice(&d);
+        } else if family == AF_INET6 {
+            ev.family = FAMILY_V6;
+            ev.origin_addr = field(ctx, layout.saddr_v6)?;
+            ev.edge_addr = field(ctx, layout.daddr_v6)?;
+        } else {
+            return None;
+        }
+    } else if layout.addr_layout == addr_layout::SOCKADDR {
+        let s: [u8; 28] = field(ctx, layout.saddr)?;
+        let d: [u8; 28] = field(ctx, layout.daddr)?;
+        let family = u16::from_ne_bytes([s[0], s[1]]);
+        ev.origin_port = u16::from_be_bytes([s[2], s[3]]);
+        ev.edge_port = u16::from_be_bytes([d[2], d[3]]);
+        if family == AF_INET {
+            ev.family = FAMILY_V4;
+            ev.origin_addr[..4].copy_from_slice(&s[4..8]);
+            ev.edge_addr[..4].copy_from_slice(&d[4..8]);
+        } else if family == AF_INET6 {
+            ev.family = FAMILY_V6;
+            ev.origin_addr.copy_from_slice(&s[8..24]);
+            ev.edge_addr.copy_from_slice(&d[8..24]);
+        } else {
+            return None;
+        }
+    } else {
+        return None;
+    }
+    if layout.protocol != ABSENT {
+        let protocol: u16 = field(ctx, layout.protocol)?;
+        if protocol != u16::from(IPPROTO_TCP) {
+            return None;
+        }
+    }
+    if !port_watched(ev.origin_port) || !is_edge(ev.family, &ev.edge_addr) {
+        return None;
+    }
+    ev.aux0 = if layout.extra0 == ABSENT { ABSENT } else { field::<u32>(ctx, layout.extra0)? };
+    ev.aux1 = if layout.extra1 == ABSENT { ABSENT } else { field::<u32>(ctx, layout.extra1)? };
+    if event_kind == kind::KERNEL_SET_STATE {
+        // Only the handshake's outcome and the end of a connection matter.
+        let settings = SETTINGS.get(0)?;
+        if ev.aux0 != settings.tcp_syn_recv && ev.aux1 != settings.tcp_close {
+            return None;
+        }
+    }
+    emit(&mut ev);
+    Some(())
+}
+
+/// skb:kfree_skb: a TCP segment of a watched flow that the kernel dropped, in
+/// either direction, with the kernel's reason.
+#[inline(always)]
+fn kfree_skb(ctx: &TracePointContext) -> Option<()> {
+    let layout = DROP_LAYOUT.get(0)?;
+    if layout.enabled == 0 {
+        return None;
+    }
+    let protocol: u16 = field(ctx, layout.tp_protocol)?;
+    if protocol != ETH_P_IP && protocol != ETH_P_IPV6 {
+        return None;
+    }
+    let skb: u64 = field(ctx, layout.tp_skbaddr)?;
+    let reason: u32 = field(ctx, layout.tp_reason)?;
+    let head: u64 = kread(skb + u64::from(layout.skb_head))?;
+    let network: u16 = kread(skb + u64::from(layout.skb_network_header))?;
+    if network == u16::MAX {
+        return None;
+    }
+    let iph = head + u64::from(network);
+    let mut ev: RawEvent = blank_event(kind::KERNEL_DROP, FAMILY_V4);
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    let l4 = if protocol == ETH_P_IP {
+        let h: [u8; 20] = kread(iph)?;
+        if h[0] >> 4 != 4 || h[9] != IPPROTO_TCP {
+            return None;
+        }
+        src[..4].copy_from_slice(&h[12..16]);
+        dst[..4].copy_from_slice(&h[16..20]);
+        iph + u64::from(h[0] & 0x0f) * 4
+    } else {
+        let h: [u8; 40] = kread(iph)?;
+        if h[0] >> 4 != 6 || h[6] != IPPROTO_TCP {
+            return None;
+        }
+        ev.family = FAMILY_V6;
+        src.copy_from_slice(&h[8..24]);
+        dst.copy_from_slice(&h[24..40]);
+        iph + 40
+    };
+    let th: [u8; 14] = kread(l4)?;
+    let sport = u16::from_be_bytes([th[0], th[1]]);
+    let dport = u16::from_be_bytes([th[2], th[3]]);
+    if port_watched(dport) && is_edge(ev.family, &src) {
+        ev.edge_addr = src;
+        ev.origin_addr = dst;
+        ev.edge_port = sport;
+        ev.origin_port = dport;
+    } else if port_watched(sport) && is_edge(ev.family, &dst) {
+        ev.edge_addr = dst;
+        ev.origin_addr = src;
+        ev.edge_port = dport;
+        ev.origin_port = sport;
+        ev.aux1 = 1;
+    } else {
+        return None;
+    }
+    ev.seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+    ev.tcp_flags = u32::from(th[13]);
+    ev.aux0 = reason;
+    emit(&mut ev);
+    Some(())
+}

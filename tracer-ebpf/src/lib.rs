@@ -1,0 +1,266 @@
+//! The ABI shared by the kernel programs and the agent: event records, flow keys
+//! and the start-up configuration. Every type is `#[repr(C)]` with explicit
+//! padding so both sides agree byte for byte; userspace reads records with
+//! `read_unaligned`.
+#![no_std]
+
+/// What a [`RawEvent`] reports. Direction is part of the kind: "edge" is the
+/// remote peer in the watched ranges, "origin" is this host.
+pub mod kind {
+    /// TC ingress: the edge's SYN (no ACK) to a watched port.
+    pub const EDGE_SYN: u32 = 1;
+    /// TC ingress: the edge's first ACK of a tracked flow (handshake complete).
+    pub const EDGE_ACK: u32 = 2;
+    /// TC ingress: the edge sent a RST on a watched port.
+    pub const EDGE_RST: u32 = 3;
+    /// TC ingress: the edge sent a FIN on a tracked flow.
+    pub const EDGE_FIN: u32 = 4;
+    /// TC egress: the origin's SYN-ACK toward the edge.
+    pub const ORIGIN_SYNACK: u32 = 5;
+    /// TC egress: the origin's RST toward the edge.
+    pub const ORIGIN_RST: u32 = 6;
+    /// TC egress: the origin's FIN on a tracked flow.
+    pub const ORIGIN_FIN: u32 = 7;
+    /// TC egress: an ICMP/ICMPv6 destination-unreachable toward the edge about
+    /// a TCP segment the edge sent; `aux0` = ICMP type, `aux1` = code.
+    pub const ORIGIN_ICMP_UNREACH: u32 = 8;
+    /// skb:kfree_skb for a segment of a watched flow; `aux0` = drop reason
+    /// (the running kernel's enum value), `aux1` = 1 if the dropped segment
+    /// travelled origin -> edge, `tcp_flags` = its TCP flags.
+    pub const KERNEL_DROP: u32 = 9;
+    /// tcp:tcp_send_reset; `aux0` = reset reason if the kernel reports one
+    /// (else `u32::MAX`), `aux1` = socket state (or `u32::MAX`).
+    pub const KERNEL_SEND_RESET: u32 = 10;
+    /// tcp:tcp_receive_reset on an origin socket.
+    pub const KERNEL_RECV_RESET: u32 = 11;
+    /// tcp:tcp_retransmit_synack.
+    pub const KERNEL_RETRANS_SYNACK: u32 = 12;
+    /// sock:inet_sock_set_state for a TCP socket; `aux0` = old, `aux1` = new state.
+    pub const KERNEL_SET_STATE: u32 = 13;
+}
+
+/// Address family tags used in [`RawEvent::family`].
+pub const FAMILY_V4: u32 = 4;
+/// IPv6.
+pub const FAMILY_V6: u32 = 6;
+
+/// TCP flag bits as carried in [`RawEvent::tcp_flags`].
+pub mod tcp_flag {
+    pub const FIN: u32 = 0x01;
+    pub const SYN: u32 = 0x02;
+    pub const RST: u32 = 0x04;
+    pub const PSH: u32 = 0x08;
+    pub const ACK: u32 = 0x10;
+}
+
+/// One kernel observation, normalised so that `edge_*` is always the remote
+/// peer and `origin_*` this host, whatever the packet's direction.
+/// IPv4 addresses occupy the first four bytes of the 16-byte arrays.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// One of [`kind`].
+    pub kind: u32,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u32,
+    pub edge_addr: [u8; 16],
+    pub origin_addr: [u8; 16],
+    /// Host byte order.
+    pub edge_port: u16,
+    /// Host byte order.
+    pub origin_port: u16,
+    /// TCP flags of the segment, when the event is about one.
+    pub tcp_flags: u32,
+    /// Sequence number of the segment (host order), 0 when not applicable.
+    pub seq: u32,
+    /// Interface index for TC events, 0 otherwise.
+    pub ifindex: u32,
+    /// Kind-specific, see [`kind`].
+    pub aux0: u32,
+    /// Kind-specific, see [`kind`].
+    pub aux1: u32,
+}
+
+/// How a tracepoint stores the flow's addresses, as read from its tracefs
+/// format at start-up.
+pub mod addr_layout {
+    /// The tracepoint is not used.
+    pub const ABSENT: u32 = 0;
+    /// Separate `family`, `sport`, `dport` (host order), `saddr[4]`,
+    /// `daddr[4]`, `saddr_v6[16]`, `daddr_v6[16]` fields.
+    pub const SPLIT: u32 = 1;
+    /// `saddr[28]` / `daddr[28]` holding a `sockaddr_in` or `sockaddr_in6`.
+    pub const SOCKADDR: u32 = 2;
+}
+
+/// Field offsets of one classic tracepoint, from
+/// `/sys/kernel/tracing/events/<sys>/<name>/format`. `u32::MAX` marks an
+/// absent field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpLayout {
+    /// One of [`addr_layout`].
+    pub addr_layout: u32,
+    pub family: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+    /// `protocol` (IPPROTO_*), where the record has one.
+    pub protocol: u32,
+    /// First kind-specific field (reason, old state ...).
+    pub extra0: u32,
+    /// Second kind-specific field (state, new state ...).
+    pub extra1: u32,
+}
+
+impl TpLayout {
+    pub const ABSENT: Self = Self {
+        addr_layout: addr_layout::ABSENT,
+        family: u32::MAX,
+        sport: u32::MAX,
+        dport: u32::MAX,
+        saddr: u32::MAX,
+        daddr: u32::MAX,
+        saddr_v6: u32::MAX,
+        daddr_v6: u32::MAX,
+        protocol: u32::MAX,
+        extra0: u32::MAX,
+        extra1: u32::MAX,
+    };
+}
+
+/// Offsets into `struct sk_buff` and the kfree_skb tracepoint, read from BTF
+/// and tracefs at start-up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropLayout {
+    /// 1 when the kfree_skb program may run.
+    pub enabled: u32,
+    /// Offset of `skbaddr` in the tracepoint record.
+    pub tp_skbaddr: u32,
+    /// Offset of `protocol` in the tracepoint record.
+    pub tp_protocol: u32,
+    /// Offset of `reason` in the tracepoint record.
+    pub tp_reason: u32,
+    /// Offset of `head` in `struct sk_buff`.
+    pub skb_head: u32,
+    /// Offset of `network_header` (u16) in `struct sk_buff`.
+    pub skb_network_header: u32,
+}
+
+impl DropLayout {
+    pub const ABSENT: Self = Self {
+        enabled: 0,
+        tp_skbaddr: 0,
+        tp_protocol: 0,
+        tp_reason: 0,
+        skb_head: 0,
+        skb_network_header: 0,
+    };
+}
+
+/// Indexes into the `TP_LAYOUTS` array map.
+pub mod tp_index {
+    pub const SEND_RESET: u32 = 0;
+    pub const RECV_RESET: u32 = 1;
+    pub const RETRANS_SYNACK: u32 = 2;
+    pub const SET_STATE: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// Global settings, the single entry of the `SETTINGS` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// 1: every source address counts as edge (`--all-sources`).
+    pub all_sources: u32,
+    /// The kernel's value of `TCP_SYN_RECV` (for inet_sock_set_state).
+    pub tcp_syn_recv: u32,
+    /// The kernel's value of `TCP_CLOSE`.
+    pub tcp_close: u32,
+    /// The kernel's value of `TCP_ESTABLISHED`.
+    pub tcp_established: u32,
+}
+
+/// Key of the per-flow LRU map (`FLOWS`): the edge's 4-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    pub edge_addr: [u8; 16],
+    pub origin_addr: [u8; 16],
+    pub edge_port: u16,
+    pub origin_port: u16,
+    pub family: u32,
+}
+
+/// Flow states kept by the TC programs.
+pub mod flow_state {
+    /// SYN seen, handshake not complete.
+    pub const SYN_SEEN: u32 = 1;
+    /// The edge acknowledged; the handshake is complete.
+    pub const ESTABLISHED: u32 = 2;
+}
+
+/// Value of the per-flow LRU map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowValue {
+    pub state: u32,
+    pub _pad: u32,
+}
+
+/// Indexes into the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// An event could not be written to the ring buffer (full).
+    pub const RINGBUF_LOST: u32 = 0;
+    /// Kernel memory that could not be read (probe_read failed).
+    pub const READ_ERRORS: u32 = 1;
+    /// New flows that could not be recorded in the LRU flow map.
+    pub const FLOW_INSERT_ERRORS: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// Map and program names, shared so that neither side spells them twice.
+pub mod names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const EDGE_V4: &str = "EDGE_V4";
+    pub const EDGE_V6: &str = "EDGE_V6";
+    pub const PORTS: &str = "PORTS";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const TP_LAYOUTS: &str = "TP_LAYOUTS";
+    pub const DROP_LAYOUT: &str = "DROP_LAYOUT";
+    pub const IFACE_L2: &str = "IFACE_L2";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const FLOWS: &str = "FLOWS";
+    /// Program names start with this prefix, so that stale netlink filters of
+    /// ours can be found and removed (`BPF_OBJ_NAME_LEN` is 16).
+    pub const PROG_PREFIX: &str = "otr_";
+    pub const TC_INGRESS: &str = "otr_tc_ingress";
+    pub const TC_EGRESS: &str = "otr_tc_egress";
+    pub const TP_KFREE_SKB: &str = "otr_kfree_skb";
+    pub const TP_SEND_RESET: &str = "otr_send_reset";
+    pub const TP_RECV_RESET: &str = "otr_recv_reset";
+    pub const TP_RETRANS_SYNACK: &str = "otr_retr_synack";
+    pub const TP_SET_STATE: &str = "otr_set_state";
+}
+
+/// Capacity of the LRU flow map.
+pub const FLOW_CAPACITY: u32 = 65_536;
+/// Ring buffer size in bytes (power of two, page multiple).
+pub const RINGBUF_BYTES: u32 = 4 * 1024 * 1024;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain `#[repr(C)]` data without padding or pointers.
+    unsafe impl aya::Pod for super::RawEvent {}
+    unsafe impl aya::Pod for super::TpLayout {}
+    unsafe impl aya::Pod for super::DropLayout {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
+}
