@@ -1,0 +1,224 @@
+//! Unit tests of the diagnoser on event sequences as the kernel reports them.
+
+use super::*;
+use crate::event::{Event, Flow, FlowEvent, FlowEventKind as K, ListenOverflow};
+
+const MS: u64 = 1_000_000;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+fn flow(port: u16) -> Flow {
+    Flow {
+        edge: "198.18.0.1".parse().unwrap(),
+        edge_port: port,
+        origin: "198.18.0.2".parse().unwrap(),
+        origin_port: 443,
+    }
+}
+
+fn cfg() -> Config {
+    Config { syn_timeout_ns: 3_000 * MS, settle_ns: 100 * MS, linger_ns: 10_000 * MS, max_flows: 16, max_evidence: 8 }
+}
+
+fn ev(t_ms: u64, port: u16, kind: K) -> Event {
+    Event::Flow(FlowEvent { ts_ns: 1_000 * MS + t_ms * MS, flow: flow(port), kind })
+}
+
+fn drop(reason: &str, flags: u8) -> K {
+    K::KernelDrop { reason: reason.into(), outbound: false, tcp_flags: flags }
+}
+
+/// Feed events, tick every 50 ms up to `until_ms`, return all findings.
+fn run(events: &[Event], until_ms: u64) -> (Vec<Finding>, Stats) {
+    let mut d = Diagnoser::new(cfg());
+    let mut out = Vec::new();
+    let mut events = events.iter().peekable();
+    let mut t = 0;
+    while t <= until_ms {
+        let now = 1_000 * MS + t * MS;
+        while let Some(e) = events.next_if(|e| e.ts_ns() <= now) {
+            d.on_event(e);
+        }
+        out.extend(d.tick(now));
+        t += 50;
+    }
+    (out, d.stats().clone())
+}
+
+fn single(events: &[Event], until_ms: u64) -> Finding {
+    let (f, _) = run(events, until_ms);
+    assert_eq!(f.len(), 1, "expected one finding, got {f:#?}");
+    f.into_iter().next().unwrap()
+}
+
+#[test]
+fn healthy_handshake_is_counted_not_reported() {
+    let (f, stats) = run(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, K::AckIn)], 5_000);
+    assert!(f.is_empty(), "{f:#?}");
+    assert_eq!(stats.healthy_handshakes, 1);
+    assert_eq!(stats.findings.values().sum::<u64>(), 0);
+}
+
+#[test]
+fn handshake_completed_by_kernel_state_change_is_healthy() {
+    let state = K::StateChange { from: "TCP_SYN_RECV".into(), to: "TCP_ESTABLISHED".into() };
+    let (f, stats) = run(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, state)], 5_000);
+    assert!(f.is_empty());
+    assert_eq!(stats.healthy_handshakes, 1);
+}
+
+#[test]
+fn rst_from_the_tcp_stack_is_no_listener() {
+    let f = single(
+        &[
+            ev(0, 1, K::SynIn),
+            ev(0, 1, K::KernelSendReset { reason: Some("NO_SOCKET".into()) }),
+            ev(0, 1, K::RstOut),
+            ev(0, 1, drop("NO_SOCKET", SYN)),
+        ],
+        1_000,
+    );
+    assert_eq!((f.cause, f.confidence), (Cause::NoListener, Confidence::High));
+    assert_eq!(f.cause.class(), "521");
+    let names: Vec<_> = f.evidence.iter().map(|e| e.to_json()["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["syn_in", "kernel_send_reset", "rst_out", "kernel_drop"]);
+    assert!(f.hint.contains("ss -tlnp"), "{}", f.hint);
+    // Decided after the settle time, not at the timeout.
+    assert!(f.ts_ns < 1_000 * MS + 500 * MS);
+}
+
+#[test]
+fn rst_without_kernel_evidence_is_a_medium_no_listener() {
+    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, K::RstOut)], 1_000);
+    assert_eq!((f.cause, f.confidence), (Cause::NoListener, Confidence::Medium));
+}
+
+#[test]
+fn rst_after_netfilter_drop_is_firewall_reject() {
+    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, K::RstOut), ev(0, 1, drop("NETFILTER_DROP", SYN))], 1_000);
+    assert_eq!((f.cause, f.confidence), (Cause::FirewallReject, Confidence::High));
+}
+
+#[test]
+fn icmp_unreachable_is_firewall_reject() {
+    let icmp = K::IcmpUnreachOut { v6: false, icmp_type: 3, code: 3 };
+    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, icmp), ev(0, 1, drop("NETFILTER_DROP", SYN))], 1_000);
+    assert_eq!(f.cause, Cause::FirewallReject);
+    assert_eq!(f.evidence[1].to_json()["icmp"]["name"], "port_unreachable");
+}
+
+#[test]
+fn netfilter_drop_with_retransmits_is_one_firewall_drop() {
+    let events = [
+        ev(0, 1, K::SynIn),
+        ev(0, 1, drop("NETFILTER_DROP", SYN)),
+        ev(1_000, 1, K::SynIn),
+        ev(1_000, 1, drop("NETFILTER_DROP", SYN)),
+        ev(3_000, 1, K::SynIn),
+        ev(3_000, 1, drop("NETFILTER_DROP", SYN)),
+    ];
+    let (f, stats) = run(&events, 8_000);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!((f[0].cause, f[0].cause.class()), (Cause::FirewallDrop, "522"));
+    assert_eq!(f[0].evidence[1].to_json()["reason"], "NETFILTER_DROP");
+    assert_eq!(stats.findings[&Cause::FirewallDrop], 1);
+}
+
+#[test]
+fn other_drop_reasons_are_named() {
+    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, drop("IP_RPFILTER", SYN))], 1_000);
+    assert_eq!(f.cause, Cause::KernelDrop);
+    assert!(f.hint.contains("rp_filter"));
+}
+
+#[test]
+fn listen_overflow_from_the_kernel_counter() {
+    let overflow = Event::ListenOverflow(ListenOverflow { ts_ns: 1_000 * MS + 200 * MS, count: 2, queues: vec![(443, 2)] });
+    let f = single(&[ev(0, 1, K::SynIn), overflow], 1_000);
+    assert_eq!((f.cause, f.confidence), (Cause::ListenOverflow, Confidence::High));
+    assert_eq!(f.evidence[1].to_json()["queue"]["accept_queue"], 2);
+}
+
+#[test]
+fn listen_overflow_does_not_blame_answered_or_other_port_flows() {
+    let overflow = Event::ListenOverflow(ListenOverflow { ts_ns: 1_000 * MS + 200 * MS, count: 1, queues: vec![(8080, 5)] });
+    // Port 443 is not the full listener: the flow times out as plain unanswered.
+    let f = single(&[ev(0, 1, K::SynIn), overflow.clone()], 4_000);
+    assert_eq!(f.cause, Cause::SynUnanswered);
+    // A flow that got its SYN-ACK is not an overflow victim.
+    let f = single(&[ev(0, 2, K::SynIn), ev(0, 2, K::SynAckOut), overflow], 4_000);
+    assert_eq!(f.cause, Cause::SynackUnacked);
+}
+
+#[test]
+fn listen_overflow_drop_reason_on_the_handshake_ack() {
+    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, drop("TCP_LISTEN_OVERFLOW", ACK))], 1_000);
+    assert_eq!((f.cause, f.confidence), (Cause::ListenOverflow, Confidence::High));
+}
+
+#[test]
+fn retransmitted_synack_without_ack_is_synack_unacked_at_timeout() {
+    let events = [
+        ev(0, 1, K::SynIn),
+        ev(0, 1, K::SynAckOut),
+        ev(1_000, 1, K::SynAckRetransmit),
+        ev(1_000, 1, K::SynAckOut),
+        ev(2_000, 1, K::SynAckRetransmit),
+        ev(2_000, 1, K::SynAckOut),
+    ];
+    let (f, _) = run(&events, 2_900);
+    assert!(f.is_empty(), "decided before the timeout: {f:#?}");
+    let f = single(&events, 4_000);
+    assert_eq!((f.cause, f.confidence), (Cause::SynackUnacked, Confidence::High));
+    assert!(f.ts_ns >= 1_000 * MS + 3_000 * MS);
+}
+
+#[test]
+fn silence_is_syn_unanswered_at_timeout() {
+    let f = single(&[ev(0, 1, K::SynIn), ev(1_000, 1, K::SynIn)], 4_000);
+    assert_eq!((f.cause, f.confidence), (Cause::SynUnanswered, Confidence::Medium));
+    assert_eq!(f.evidence.len(), 1);
+    assert_eq!(f.evidence[0].repeat, 2);
+}
+
+#[test]
+fn events_of_unknown_flows_are_ignored() {
+    let (f, stats) = run(&[ev(0, 1, K::RstOut), ev(0, 1, K::SynAckOut), ev(0, 1, K::FinIn)], 5_000);
+    assert!(f.is_empty());
+    assert_eq!(stats, Stats::default());
+}
+
+#[test]
+fn a_drop_without_a_tc_syn_still_starts_a_flow() {
+    // The SYN came in on an interface the TC programs are not attached to.
+    let f = single(&[ev(0, 1, drop("NETFILTER_DROP", SYN))], 1_000);
+    assert_eq!(f.cause, Cause::FirewallDrop);
+}
+
+#[test]
+fn the_table_is_bounded() {
+    let events: Vec<_> = (0..40).map(|p| ev(0, p, K::SynIn)).collect();
+    let mut d = Diagnoser::new(cfg());
+    for e in &events {
+        d.on_event(e);
+    }
+    assert!(d.pending() <= 16);
+    assert_eq!(d.stats().flows_evicted, 24);
+    let findings = d.tick(1_000 * MS + 4_000 * MS);
+    assert_eq!(findings.len(), 16);
+}
+
+#[test]
+fn settled_flows_are_forgotten_after_linger() {
+    let mut d = Diagnoser::new(cfg());
+    d.on_event(&ev(0, 1, K::SynIn));
+    d.on_event(&ev(0, 1, K::RstOut));
+    assert_eq!(d.tick(1_000 * MS + 200 * MS).len(), 1);
+    assert_eq!(d.flows.len(), 1);
+    d.tick(1_000 * MS + 20_000 * MS);
+    assert!(d.flows.is_empty());
+    // A new SYN on the same 4-tuple after that is a new connection.
+    d.on_event(&ev(21_000, 1, K::SynIn));
+    d.on_event(&ev(21_000, 1, K::RstOut));
+    assert_eq!(d.tick(1_000 * MS + 21_200 * MS).len(), 1);
+}

@@ -1,0 +1,222 @@
+//! What the diagnoser concludes: causes with their 52x class, confidence,
+//! evidence timelines and hints, rendered as schema v1 JSON.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Map, Value};
+
+use crate::event::{flags_name, icmp_name, Flow, FlowEventKind};
+
+/// Version of the JSON output schema (docs/SCHEMA.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A root cause the diagnoser can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cause {
+    NoListener,
+    FirewallReject,
+    FirewallDrop,
+    ListenOverflow,
+    SynackUnacked,
+    KernelDrop,
+    SynUnanswered,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 7] = [
+        Cause::NoListener,
+        Cause::FirewallReject,
+        Cause::FirewallDrop,
+        Cause::ListenOverflow,
+        Cause::SynackUnacked,
+        Cause::KernelDrop,
+        Cause::SynUnanswered,
+    ];
+
+    /// The exact string of the output schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::NoListener => "no_listener",
+            Cause::FirewallReject => "firewall_reject",
+            Cause::FirewallDrop => "firewall_drop",
+            Cause::ListenOverflow => "listen_overflow",
+            Cause::SynackUnacked => "synack_unacked",
+            Cause::KernelDrop => "kernel_drop",
+            Cause::SynUnanswered => "syn_unanswered",
+        }
+    }
+
+    /// The Cloudflare error the edge shows.
+    pub fn class(self) -> &'static str {
+        match self {
+            Cause::NoListener | Cause::FirewallReject => "521",
+            _ => "522",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confidence {
+    High,
+    Medium,
+    Low,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::High => "high",
+            Confidence::Medium => "medium",
+            Confidence::Low => "low",
+        }
+    }
+}
+
+/// One item of a finding's evidence timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// Microseconds since the flow's first SYN.
+    pub t_us: u64,
+    pub what: EvidenceKind,
+    /// Identical consecutive observations folded into this one.
+    pub repeat: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EvidenceKind {
+    Flow(FlowEventKind),
+    /// `TcpExtListenOverflows` rose by `count`; `queue` = accept queue of the
+    /// listener on the flow's port, when it could be read.
+    ListenOverflowCounter { count: u64, queue: Option<(u16, u32)> },
+}
+
+impl Evidence {
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("t_us".into(), json!(self.t_us));
+        evidence_fields(&self.what, &mut m);
+        if self.repeat > 1 {
+            m.insert("repeat".into(), json!(self.repeat));
+        }
+        Value::Object(m)
+    }
+}
+
+/// Fill `event` and its kind-specific fields (shared with `--events all`).
+pub fn evidence_fields(what: &EvidenceKind, m: &mut Map<String, Value>) {
+    match what {
+        EvidenceKind::ListenOverflowCounter { count, queue } => {
+            m.insert("event".into(), json!("listen_overflow_counter"));
+            m.insert("count".into(), json!(count));
+            if let Some((port, q)) = queue {
+                m.insert("queue".into(), json!({"port": port, "accept_queue": q}));
+            }
+        }
+        EvidenceKind::Flow(kind) => {
+            m.insert("event".into(), json!(kind.name()));
+            match kind {
+                FlowEventKind::KernelDrop { reason, outbound, tcp_flags } => {
+                    m.insert("reason".into(), json!(reason));
+                    m.insert("direction".into(), json!(if *outbound { "out" } else { "in" }));
+                    m.insert("segment".into(), json!(flags_name(*tcp_flags)));
+                }
+                FlowEventKind::KernelSendReset { reason: Some(reason) } => {
+                    m.insert("reason".into(), json!(reason));
+                }
+                FlowEventKind::IcmpUnreachOut { v6, icmp_type, code } => {
+                    m.insert(
+                        "icmp".into(),
+                        json!({"type": icmp_type, "code": code, "name": icmp_name(*v6, *code)}),
+                    );
+                }
+                FlowEventKind::StateChange { from, to } => {
+                    m.insert("from".into(), json!(from));
+                    m.insert("to".into(), json!(to));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A failed edge connection and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// CLOCK_MONOTONIC ns of the decision.
+    pub ts_ns: u64,
+    pub flow: Flow,
+    pub cause: Cause,
+    pub confidence: Confidence,
+    pub evidence: Vec<Evidence>,
+    pub hint: String,
+}
+
+pub fn flow_json(flow: &Flow) -> Value {
+    json!({
+        "src": flow.edge.to_string(),
+        "sport": flow.edge_port,
+        "dst": flow.origin.to_string(),
+        "dport": flow.origin_port,
+        "family": if flow.edge.is_ipv4() { "ipv4" } else { "ipv6" },
+    })
+}
+
+impl Finding {
+    /// The schema v1 `finding` line; `ts` is the RFC 3339 rendering of `ts_ns`.
+    pub fn to_json(&self, ts: &str) -> Value {
+        json!({
+            "type": "finding",
+            "schema_version": SCHEMA_VERSION,
+            "ts": ts,
+            "class": self.cause.class(),
+            "cause": self.cause.as_str(),
+            "confidence": self.confidence.as_str(),
+            "flow": flow_json(&self.flow),
+            "evidence": self.evidence.iter().map(Evidence::to_json).collect::<Vec<_>>(),
+            "hint": self.hint,
+        })
+    }
+}
+
+fn addr_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// One sentence on what to check, in the operator's terms.
+pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
+    let origin = addr_port(flow.origin, flow.origin_port);
+    let port = flow.origin_port;
+    let edge = flow.edge;
+    match cause {
+        Cause::NoListener => format!(
+            "nothing listens on {origin}: is the web server running and bound to this address? check `ss -tlnp 'sport = :{port}'`"
+        ),
+        Cause::FirewallReject => format!(
+            "a firewall rule rejects {edge} on port {port}: find the REJECT rule (`nft list ruleset`, `iptables -S`) and allow Cloudflare's IP ranges"
+        ),
+        Cause::FirewallDrop => format!(
+            "a firewall rule drops SYNs from {edge} to port {port}: check `nft list ruleset` / `iptables -L -v -n` and allow Cloudflare's IP ranges"
+        ),
+        Cause::ListenOverflow => format!(
+            "the listener on port {port} accepts too slowly and its accept queue is full: check the server's workers (hung or overloaded?) and its backlog (`ss -tln 'sport = :{port}'`, net.core.somaxconn)"
+        ),
+        Cause::SynackUnacked => format!(
+            "the SYN-ACK to {edge} was never acknowledged: the return path is broken; check `ip route get {edge}`, asymmetric routing, rp_filter and egress firewall rules"
+        ),
+        Cause::KernelDrop => match drop_reason {
+            Some("IP_RPFILTER") => format!(
+                "the reverse-path filter dropped the SYN from {edge}: the route back to it leaves by another interface; check rp_filter and `ip route get {edge}`"
+            ),
+            Some(r) => format!(
+                "the kernel dropped the SYN from {edge} to port {port} ({r}): check `nstat -az` and the kernel log for that reason"
+            ),
+            None => format!("the kernel dropped the SYN from {edge} to port {port}"),
+        },
+        Cause::SynUnanswered => format!(
+            "SYNs from {edge} to port {port} got no answer and the kernel gave no reason: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
+        ),
+    }
+}
