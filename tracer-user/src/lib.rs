@@ -1,7 +1,12 @@
 //! origin-tracer: an eBPF agent that names why edge (CDN) connections to this
 //! origin fail. Data flows one way: kernel -> event -> diagnose -> sink.
 
+pub mod cli;
+pub mod clock;
 pub mod diagnose;
 pub mod event;
 pub mod finding;
+pub mod kernel;
 pub mod ranges;
+pub mod run;
+pub mod sink;

@@ -1,1 +1,31 @@
-fn main(){}
+//! `origin-tracer`: a thin entry point over the library; clear one-line errors
+//! and exit codes (0 ok, 1 runtime failure, 2 usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracer_user::{cli::Args, run};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORIGIN_TRACER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let settings = match Args::parse().resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("origin-tracer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("origin-tracer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

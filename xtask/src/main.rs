@@ -1,1 +1,138 @@
-fn main(){}
+//! Developer tasks: build the committed eBPF object (and check it matches its
+//! sources), run every test, run the demo lab.
+
+mod deps;
+mod demo;
+mod ebpf;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build tracer-ebpf for the bpf target and commit-ready copy it to
+    /// tracer-ebpf/prebuilt/ with the stamp of its sources.
+    BuildEbpf {
+        /// Fail if the committed object does not match its sources.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run every test: unit and no-root tests, then the privileged lab tests (root).
+    Test {
+        /// Only the tests that need no root.
+        #[arg(long)]
+        no_root: bool,
+        /// Extra arguments for the privileged test binary (e.g. a test name filter).
+        #[arg(last = true)]
+        filter: Vec<String>,
+    },
+    /// Build, create a throwaway lab, break the origin in every way and show
+    /// origin-tracer naming each failure; cleans up after itself.
+    Demo,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::BuildEbpf { check } => {
+            if check {
+                ebpf::check(&workspace_root())
+            } else {
+                ebpf::build(&workspace_root())
+            }
+        }
+        Cmd::Test { no_root, filter } => test(no_root, &filter),
+        Cmd::Demo => {
+            require_root("cargo xtask demo")?;
+            deps::ensure_lab_tools()?;
+            let bin = build_agent()?;
+            demo::run(&bin)
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("{what} needs root (it loads eBPF programs and creates network namespaces): run it with sudo");
+    }
+    Ok(())
+}
+
+/// Build the agent and return the path of its binary (from cargo's own report,
+/// not a guessed target/ path).
+fn build_agent() -> Result<PathBuf> {
+    eprintln!("xtask: building origin-tracer");
+    let out = cargo()
+        .args(["build", "--release", "-p", "tracer-user", "--bin", "origin-tracer", "--message-format=json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("building origin-tracer failed");
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["reason"] == "compiler-artifact" && v["target"]["name"] == "origin-tracer" {
+            if let Some(exe) = v["executable"].as_str() {
+                return Ok(PathBuf::from(exe));
+            }
+        }
+    }
+    bail!("cargo did not report the origin-tracer binary")
+}
+
+fn test(no_root: bool, filter: &[String]) -> Result<()> {
+    eprintln!("xtask: unit and no-root tests");
+    run(cargo().args(["test", "--workspace"]))?;
+    if no_root {
+        eprintln!("xtask: --no-root: privileged lab tests NOT run");
+        return Ok(());
+    }
+    require_root("the privileged lab tests (cargo xtask test)")?;
+    deps::ensure_lab_tools()?;
+    let bin = build_agent()?;
+    eprintln!("xtask: privileged lab tests with {}", bin.display());
+    run(cargo()
+        .args(["test", "-p", "integration-tests", "--", "--ignored", "--test-threads=1"])
+        .args(filter)
+        .env("ORIGIN_TRACER_BIN", &bin))
+}

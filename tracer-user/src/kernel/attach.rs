@@ -1,0 +1,332 @@
+//! Loading the kernel programs, filling their maps, attaching them (TCX links
+//! or netlink tc) and taking everything down again, including leftovers of an
+//! earlier run that was killed.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    programs::{
+        tc::{self, NlOptions, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType, TracePoint,
+    },
+    util::KernelVersion,
+    Ebpf, EbpfLoader,
+};
+use tracer_ebpf::{counter, names, DropLayout, TpLayout};
+
+use super::{
+    btf::Btf,
+    layout::{self, SOCK_PROBES},
+    tracefs,
+};
+use crate::{
+    cli::{AttachMode, Settings},
+    event::KernelNames,
+    ranges::Cidr,
+};
+
+/// The kernel object, built by `cargo xtask build-ebpf` and committed.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tracer-ebpf/prebuilt/tracer-ebpf.bpf.o"
+));
+
+/// A network interface to attach to.
+#[derive(Clone, Debug)]
+pub struct Iface {
+    pub name: String,
+    pub ifindex: u32,
+    /// Bytes of link-layer header before the IP header (14 for Ethernet).
+    pub l2_len: u32,
+}
+
+/// One probe's outcome, for the start line.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub name: String,
+    pub attached: bool,
+    pub reason: Option<String>,
+}
+
+/// Everything attached; dropping it detaches everything.
+pub struct Kernel {
+    pub events: Option<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    pub names: KernelNames,
+    pub probes: Vec<Probe>,
+    pub stale_removed: Vec<String>,
+    pub mode: &'static str,
+    /// Interfaces on which we created the clsact qdisc (netlink mode).
+    our_qdiscs: Vec<String>,
+    ebpf: Option<Ebpf>,
+}
+
+fn netns_inode() -> u64 {
+    fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0)
+}
+
+/// Marks "this run created clsact on IFACE", so that a later run can remove
+/// it if this one is killed before it can.
+fn qdisc_marker(iface: &str) -> PathBuf {
+    PathBuf::from(format!("/run/origin-tracer/clsact-{}-{iface}", netns_inode()))
+}
+
+fn tc_cmd(args: &[&str]) -> Option<String> {
+    let out = Command::new("tc").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn delete_clsact(iface: &str) -> bool {
+    tc_cmd(&["qdisc", "del", "dev", iface, "clsact"]).is_some()
+}
+
+/// Remove tc filters of ours left by a killed run, and the clsact qdisc it
+/// created if nothing else uses it.
+fn remove_stale(iface: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (dir, label) in [(TcAttachType::Ingress, "ingress"), (TcAttachType::Egress, "egress")] {
+        for prog in [names::TC_INGRESS, names::TC_EGRESS] {
+            if tc::qdisc_detach_program(iface, dir, prog).is_ok() {
+                removed.push(format!("tc filter {prog} on {iface} {label}"));
+            }
+        }
+    }
+    let marker = qdisc_marker(iface);
+    if marker.exists() {
+        let empty = |dir: &str| tc_cmd(&["filter", "show", "dev", iface, dir]).is_some_and(|o| o.trim().is_empty());
+        if empty("ingress") && empty("egress") && delete_clsact(iface) {
+            removed.push(format!("clsact qdisc on {iface}"));
+        }
+        let _ = fs::remove_file(marker);
+    }
+    removed
+}
+
+fn load_object() -> Result<Ebpf> {
+    EbpfLoader::new().load(OBJECT).context("loading the eBPF object into the kernel")
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name).with_context(|| format!("eBPF object lacks map {name}"))
+}
+
+/// Fill the configuration maps. They stay owned by `ebpf`: programs loaded
+/// later refer to them by file descriptor.
+fn fill_maps(
+    ebpf: &mut Ebpf,
+    s: &Settings,
+    ifaces: &[Iface],
+    names_: &KernelNames,
+    drop_layout: Option<DropLayout>,
+    tp: &[(u32, TpLayout)],
+) -> Result<()> {
+    {
+        let mut v4: LpmTrie<&mut MapData, [u8; 4], u8> = map_mut(ebpf, names::EDGE_V4)?.try_into()?;
+        for Cidr { addr, prefix_len } in s.ranges.v4() {
+            if let std::net::IpAddr::V4(a) = addr {
+                v4.insert(&Key::new(u32::from(*prefix_len), a.octets()), 1, 0)?;
+            }
+        }
+    }
+    {
+        let mut v6: LpmTrie<&mut MapData, [u8; 16], u8> = map_mut(ebpf, names::EDGE_V6)?.try_into()?;
+        for Cidr { addr, prefix_len } in s.ranges.v6() {
+            if let std::net::IpAddr::V6(a) = addr {
+                v6.insert(&Key::new(u32::from(*prefix_len), a.octets()), 1, 0)?;
+            }
+        }
+    }
+    {
+        let mut ports: Array<&mut MapData, u8> = map_mut(ebpf, names::PORTS)?.try_into()?;
+        for p in &s.ports {
+            ports.set(u32::from(*p), 1, 0)?;
+        }
+    }
+    {
+        let mut settings: Array<&mut MapData, tracer_ebpf::Settings> = map_mut(ebpf, names::SETTINGS)?.try_into()?;
+        settings.set(0, layout::settings(names_, s.all_sources), 0)?;
+    }
+    {
+        let mut l2: HashMap<&mut MapData, u32, u32> = map_mut(ebpf, names::IFACE_L2)?.try_into()?;
+        for i in ifaces {
+            l2.insert(i.ifindex, i.l2_len, 0)?;
+        }
+    }
+    if let Some(l) = drop_layout {
+        let mut m: Array<&mut MapData, DropLayout> = map_mut(ebpf, names::DROP_LAYOUT)?.try_into()?;
+        m.set(0, l, 0)?;
+    }
+    let mut m: Array<&mut MapData, TpLayout> = map_mut(ebpf, names::TP_LAYOUTS)?.try_into()?;
+    for (index, l) in tp {
+        m.set(*index, *l, 0)?;
+    }
+    Ok(())
+}
+
+fn attach_tc(ebpf: &mut Ebpf, ifaces: &[Iface], mode: AttachMode, our_qdiscs: &mut Vec<String>) -> Result<&'static str> {
+    let tcx_possible = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    let use_tcx = match mode {
+        AttachMode::Tcx if !tcx_possible => bail!("--attach-mode tcx needs Linux 6.6 or later"),
+        AttachMode::Tcx => true,
+        AttachMode::Netlink => false,
+        AttachMode::Auto => tcx_possible,
+    };
+    for (prog_name, dir) in [(names::TC_INGRESS, TcAttachType::Ingress), (names::TC_EGRESS, TcAttachType::Egress)] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(prog_name)
+            .with_context(|| format!("eBPF object lacks program {prog_name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("the kernel refused program {prog_name}"))?;
+        for iface in ifaces {
+            if use_tcx {
+                prog.attach_with_options(&iface.name, dir, TcAttachOptions::TcxOrder(LinkOrder::default()))
+                    .with_context(|| format!("attaching {prog_name} to {} through TCX", iface.name))?;
+            } else {
+                if !our_qdiscs.contains(&iface.name) {
+                    match tc::qdisc_add_clsact(&iface.name) {
+                        Ok(()) => {
+                            our_qdiscs.push(iface.name.clone());
+                            let marker = qdisc_marker(&iface.name);
+                            let _ = fs::create_dir_all(marker.parent().unwrap_or(&marker));
+                            let _ = fs::write(&marker, std::process::id().to_string());
+                        }
+                        Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        Err(e) => return Err(e).with_context(|| format!("adding the clsact qdisc to {}", iface.name)),
+                    }
+                }
+                prog.attach_with_options(&iface.name, dir, TcAttachOptions::Netlink(NlOptions::default()))
+                    .with_context(|| format!("attaching {prog_name} to {} through netlink tc", iface.name))?;
+            }
+        }
+    }
+    Ok(if use_tcx { "tcx" } else { "netlink" })
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("eBPF object lacks program {program}"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    prog.load().map_err(|e| format!("the kernel refused the program: {e}"))?;
+    prog.attach(category, name).map_err(|e| format!("attach failed: {e}"))?;
+    Ok(())
+}
+
+/// Load, configure and attach everything; report what was skipped and why.
+pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
+    let root = tracefs::ensure_mounted()?;
+    let read = |category: &str, name: &str| tracefs::read_format(&root, category, name);
+    let kfree = read("skb", "kfree_skb").context("reading skb:kfree_skb's format")?;
+    let sock_formats: Vec<_> = SOCK_PROBES
+        .iter()
+        .map(|p| read(p.category, p.name).with_context(|| format!("reading {}:{}'s format", p.category, p.name)))
+        .collect::<Result<_>>()?;
+    let names_ = layout::kernel_names(kfree.as_ref(), sock_formats[0].as_ref(), sock_formats[3].as_ref(), btf);
+
+    let mut stale_removed = Vec::new();
+    for i in ifaces {
+        stale_removed.extend(remove_stale(&i.name));
+    }
+
+    // Layouts first: a probe is only attached with its layout in place.
+    let drop_layout = match &kfree {
+        None => Err("this kernel has no skb:kfree_skb tracepoint".to_owned()),
+        Some(f) => layout::drop_layout(f, btf),
+    };
+    let sock_layouts: Vec<Result<TpLayout, String>> = SOCK_PROBES
+        .iter()
+        .zip(&sock_formats)
+        .map(|(probe, format)| match format {
+            None => Err(format!("this kernel has no {}:{} tracepoint", probe.category, probe.name)),
+            Some(f) => layout::sock_layout(f, probe),
+        })
+        .collect();
+    let tp: Vec<(u32, TpLayout)> = SOCK_PROBES
+        .iter()
+        .zip(&sock_layouts)
+        .filter_map(|(p, l)| Some((p.index, *l.as_ref().ok()?)))
+        .collect();
+
+    let mut ebpf = load_object()?;
+    fill_maps(&mut ebpf, s, ifaces, &names_, drop_layout.as_ref().ok().copied(), &tp)?;
+
+    let mut our_qdiscs = Vec::new();
+    let mode = match attach_tc(&mut ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
+        Ok(m) => m,
+        Err(e) => {
+            drop(ebpf);
+            for q in &our_qdiscs {
+                delete_clsact(q);
+                let _ = fs::remove_file(qdisc_marker(q));
+            }
+            return Err(e);
+        }
+    };
+    let mut probes: Vec<Probe> =
+        ["tc_ingress", "tc_egress"].iter().map(|n| Probe { name: (*n).into(), attached: true, reason: None }).collect();
+
+    let kfree_result =
+        drop_layout.and_then(|_| attach_tracepoint(&mut ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
+    probes.push(Probe { name: "skb:kfree_skb".into(), attached: kfree_result.is_ok(), reason: kfree_result.err() });
+    for (probe, layout) in SOCK_PROBES.iter().zip(sock_layouts) {
+        let result = layout.and_then(|_| attach_tracepoint(&mut ebpf, probe.program, probe.category, probe.name));
+        probes.push(Probe {
+            name: format!("{}:{}", probe.category, probe.name),
+            attached: result.is_ok(),
+            reason: result.err(),
+        });
+    }
+
+    let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("eBPF object lacks EVENTS")?)?;
+    let counters = PerCpuArray::try_from(ebpf.take_map(names::COUNTERS).context("eBPF object lacks COUNTERS")?)?;
+    Ok(Kernel {
+        events: Some(events),
+        counters,
+        names: names_,
+        probes,
+        stale_removed,
+        mode,
+        our_qdiscs,
+        ebpf: Some(ebpf),
+    })
+}
+
+impl Kernel {
+    /// Per-CPU counters summed: index by [`tracer_ebpf::counter`].
+    pub fn counters(&self) -> [u64; counter::COUNT as usize] {
+        let mut out = [0u64; counter::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.counters.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// Detach everything now (also done on drop).
+    pub fn detach(&mut self) {
+        // Programs, links and tc filters go with the object's file descriptors.
+        self.events.take();
+        self.ebpf.take();
+        for q in self.our_qdiscs.drain(..) {
+            if !delete_clsact(&q) {
+                tracing::warn!("could not remove the clsact qdisc from {q}: run `tc qdisc del dev {q} clsact`");
+            }
+            let _ = fs::remove_file(qdisc_marker(&q));
+        }
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}

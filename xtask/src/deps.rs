@@ -1,0 +1,55 @@
+//! Installs, on Debian or Ubuntu, the real programs the lab drives, saying
+//! what it installs; nothing is installed when everything is present.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Result};
+
+/// (program, Debian package).
+const LAB_TOOLS: &[(&str, &str)] = &[
+    ("nginx", "nginx-light"),
+    ("nft", "nftables"),
+    ("iptables", "iptables"),
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("bpftool", "bpftool"),
+    ("curl", "curl"),
+    ("openssl", "openssl"),
+    ("setpriv", "util-linux"),
+    ("tcpdump", "tcpdump"),
+];
+
+fn have(program: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).exists())
+}
+
+pub fn ensure_lab_tools() -> Result<()> {
+    let mut missing: Vec<&str> = LAB_TOOLS.iter().filter(|(p, _)| !have(p)).map(|(_, pkg)| *pkg).collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have("apt-get") {
+        bail!("missing lab tools ({}) and no apt-get to install them", missing.join(" "));
+    }
+    eprintln!("xtask: installing lab tools with apt-get: {}", missing.join(" "));
+    let update = Command::new("apt-get").args(["update", "-q"]).status()?;
+    if !update.success() {
+        bail!("apt-get update failed");
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    if !status.success() {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    // Debian starts nginx on install; the lab runs its own instances.
+    let _ = Command::new("systemctl").args(["stop", "nginx"]).status();
+    let _ = Command::new("systemctl").args(["disable", "nginx"]).status();
+    Ok(())
+}
