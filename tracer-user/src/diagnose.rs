@@ -65,6 +65,8 @@ struct FlowState {
     icmp: bool,
     /// Reason the kernel gave for dropping the edge's SYN (or handshake ACK).
     drop_in: Option<String>,
+    /// Reason the kernel gave for dropping the origin's SYN-ACK.
+    drop_out: Option<String>,
     listen_overflow: Option<Option<(u16, u32)>>,
     decide_at: Option<u64>,
 }
@@ -160,11 +162,16 @@ impl Diagnoser {
                 f.decide_at = decide_soon;
             }
             FlowEventKind::KernelDrop { reason, outbound: false, tcp_flags } => {
-                if is_syn(*tcp_flags) || reason.contains("LISTEN_OVERFLOW") {
+                // A duplicate SYN is dropped once the request socket has
+                // answered it, and NOT_SPECIFIED says nothing: neither decides.
+                let answered = f.synack > 0 || f.synack_retrans > 0;
+                let first_syn = is_syn(*tcp_flags) && !answered;
+                if reason != "NOT_SPECIFIED" && (first_syn || reason.contains("LISTEN_OVERFLOW")) {
                     f.drop_in = Some(reason.clone());
                     f.decide_at = decide_soon;
                 }
             }
+            FlowEventKind::KernelDrop { reason, outbound: true, .. } => f.drop_out = Some(reason.clone()),
             _ => {}
         }
         if f.established {
@@ -223,7 +230,7 @@ impl Diagnoser {
                     cause,
                     confidence,
                     evidence: f.evidence.clone(),
-                    hint: hint(cause, flow, f.drop_in.as_deref()),
+                    hint: hint(cause, flow, f.drop_in.as_deref().or(f.drop_out.as_deref())),
                 });
             }
         }

@@ -222,3 +222,23 @@ fn settled_flows_are_forgotten_after_linger() {
     d.on_event(&ev(21_000, 1, K::RstOut));
     assert_eq!(d.tick(1_000 * MS + 21_200 * MS).len(), 1);
 }
+
+#[test]
+fn duplicate_syn_drops_after_a_synack_do_not_decide() {
+    // Return path broken: the SYN-ACK never leaves (no neighbour), the edge
+    // retransmits its SYN and the kernel drops the duplicate.
+    let events = [
+        ev(0, 1, K::SynIn),
+        ev(1_000, 1, K::SynAckRetransmit),
+        ev(1_000, 1, K::SynIn),
+        ev(1_000, 1, drop("NOT_SPECIFIED", SYN)),
+        ev(1_001, 1, drop("TCP_FLAGS", SYN)),
+        ev(2_000, 1, K::KernelDrop { reason: "NEIGH_FAILED".into(), outbound: true, tcp_flags: SYN | ACK }),
+    ];
+    let f = single(&events, 4_000);
+    assert_eq!((f.cause, f.confidence), (Cause::SynackUnacked, Confidence::High));
+    assert!(f.evidence.iter().any(|e| e.to_json()["reason"] == "NEIGH_FAILED"));
+    // NOT_SPECIFIED alone on a first SYN is no verdict either.
+    let f = single(&[ev(0, 2, K::SynIn), ev(0, 2, drop("NOT_SPECIFIED", SYN))], 4_000);
+    assert_eq!(f.cause, Cause::SynUnanswered);
+}

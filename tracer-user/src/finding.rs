@@ -203,9 +203,12 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
         Cause::ListenOverflow => format!(
             "the listener on port {port} accepts too slowly and its accept queue is full: check the server's workers (hung or overloaded?) and its backlog (`ss -tln 'sport = :{port}'`, net.core.somaxconn)"
         ),
-        Cause::SynackUnacked => format!(
-            "the SYN-ACK to {edge} was never acknowledged: the return path is broken; check `ip route get {edge}`, asymmetric routing, rp_filter and egress firewall rules"
-        ),
+        Cause::SynackUnacked => {
+            let dropped = drop_reason.map(|r| format!(" (this host dropped it: {r})")).unwrap_or_default();
+            format!(
+                "the SYN-ACK to {edge} was never acknowledged{dropped}: the return path is broken; check `ip route get {edge}`, the next hop, asymmetric routing, rp_filter and egress firewall rules"
+            )
+        }
         Cause::KernelDrop => match drop_reason {
             Some("IP_RPFILTER") => format!(
                 "the reverse-path filter dropped the SYN from {edge}: the route back to it leaves by another interface; check rp_filter and `ip route get {edge}`"
