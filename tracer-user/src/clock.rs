@@ -1,14 +1,14 @@
-//! Kernel timestamps (CLOCK_MONOTONIC) to RFC 3339 UTC wall-clock strings.
+//! Kernel timestamps (`CLOCK_MONOTONIC`) to RFC 3339 UTC wall-clock strings.
 
 /// Nanoseconds of a clock.
 fn now(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid clock id and out pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns`.
+/// `CLOCK_MONOTONIC` now, the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
     now(libc::CLOCK_MONOTONIC)
 }

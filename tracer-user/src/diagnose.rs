@@ -1,6 +1,6 @@
 //! The diagnoser: a bounded per-connection table fed with [`Event`]s, that
 //! names the cause of every failed edge handshake. Pure: no I/O, time is
-//! injected (CLOCK_MONOTONIC ns), so it runs the same on live kernel events,
+//! injected (`CLOCK_MONOTONIC` ns), so it runs the same on live kernel events,
 //! on captures and in unit tests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -50,6 +50,12 @@ pub struct Stats {
     pub flows_evicted: u64,
 }
 
+/// Evidence of a full accept queue.
+#[derive(Clone, Copy, Debug)]
+struct Overflow {
+    queue: Option<(u16, u32)>,
+}
+
 #[derive(Debug, Default)]
 struct FlowState {
     first_ns: u64,
@@ -67,7 +73,9 @@ struct FlowState {
     drop_in: Option<String>,
     /// Reason the kernel gave for dropping the origin's SYN-ACK.
     drop_out: Option<String>,
-    listen_overflow: Option<Option<(u16, u32)>>,
+    /// The overflow counter rose while the SYN waited; with the listener's
+    /// (port, accept queue) when it could be read.
+    listen_overflow: Option<Overflow>,
     decide_at: Option<u64>,
 }
 
@@ -188,7 +196,7 @@ impl Diagnoser {
             if !waiting || (queue.is_none() && !o.queues.is_empty()) {
                 continue;
             }
-            f.listen_overflow = Some(queue);
+            f.listen_overflow = Some(Overflow { queue });
             f.push(o.ts_ns, EvidenceKind::ListenOverflowCounter { count: o.count, queue }, max);
             f.decide_at = Some(o.ts_ns + self.cfg.settle_ns);
         }
@@ -254,8 +262,8 @@ fn is_syn(flags: u8) -> bool {
 
 /// The rules. `None` while the evidence is not conclusive yet.
 fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confidence)> {
-    use Cause::*;
-    use Confidence::*;
+    use Cause::{ListenOverflow, FirewallReject, NoListener, FirewallDrop, KernelDrop, SynackUnacked, SynUnanswered};
+    use Confidence::{High, Medium};
     if f.established {
         return None;
     }
@@ -280,9 +288,9 @@ fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confidence)> {
         Some(_) => return Some((KernelDrop, High)),
         None => {}
     }
-    if let Some(queue) = f.listen_overflow {
+    if let Some(overflow) = f.listen_overflow {
         if f.synack == 0 && f.synack_retrans == 0 {
-            return Some((ListenOverflow, if queue.is_some() { High } else { Medium }));
+            return Some((ListenOverflow, if overflow.queue.is_some() { High } else { Medium }));
         }
     }
     if !timed_out {

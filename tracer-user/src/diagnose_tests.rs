@@ -61,8 +61,8 @@ fn healthy_handshake_is_counted_not_reported() {
 
 #[test]
 fn handshake_completed_by_kernel_state_change_is_healthy() {
-    let state = K::StateChange { from: "TCP_SYN_RECV".into(), to: "TCP_ESTABLISHED".into() };
-    let (f, stats) = run(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, state)], 5_000);
+    let change = K::StateChange { from: "TCP_SYN_RECV".into(), to: "TCP_ESTABLISHED".into() };
+    let (f, stats) = run(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, change)], 5_000);
     assert!(f.is_empty());
     assert_eq!(stats.healthy_handshakes, 1);
 }

@@ -44,7 +44,7 @@ pub enum FlowEventKind {
 /// One observation about one flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowEvent {
-    /// CLOCK_MONOTONIC nanoseconds.
+    /// `CLOCK_MONOTONIC` nanoseconds.
     pub ts_ns: u64,
     pub flow: Flow,
     pub kind: FlowEventKind,
@@ -252,7 +252,7 @@ mod tests {
     fn bytes(ev: &RawEvent) -> Vec<u8> {
         // SAFETY: RawEvent is repr(C) plain data without padding.
         unsafe {
-            std::slice::from_raw_parts((ev as *const RawEvent).cast::<u8>(), std::mem::size_of::<RawEvent>())
+            std::slice::from_raw_parts(std::ptr::from_ref::<RawEvent>(ev).cast::<u8>(), std::mem::size_of::<RawEvent>())
         }
         .to_vec()
     }

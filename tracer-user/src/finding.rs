@@ -142,7 +142,7 @@ pub fn evidence_fields(what: &EvidenceKind, m: &mut Map<String, Value>) {
 /// A failed edge connection and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// CLOCK_MONOTONIC ns of the decision.
+    /// `CLOCK_MONOTONIC` ns of the decision.
     pub ts_ns: u64,
     pub flow: Flow,
     pub cause: Cause,

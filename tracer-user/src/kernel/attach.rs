@@ -69,7 +69,7 @@ pub struct Kernel {
 }
 
 fn netns_inode() -> u64 {
-    fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0)
+    fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
 }
 
 /// Marks "this run created clsact on IFACE", so that a later run can remove
@@ -303,8 +303,8 @@ impl Kernel {
     /// Per-CPU counters summed: index by [`tracer_ebpf::counter`].
     pub fn counters(&self) -> [u64; counter::COUNT as usize] {
         let mut out = [0u64; counter::COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            if let Ok(values) = self.counters.get(&(i as u32), 0) {
+        for (i, slot) in (0u32..).zip(out.iter_mut()) {
+            if let Ok(values) = self.counters.get(&i, 0) {
                 *slot = values.iter().sum();
             }
         }

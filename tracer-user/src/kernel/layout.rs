@@ -100,7 +100,7 @@ pub fn sock_layout(format: &Format, probe: &SockProbe) -> Result<TpLayout, Strin
     Ok(l)
 }
 
-/// Offsets for the kfree_skb program, or why it cannot run.
+/// Offsets for the `kfree_skb` program, or why it cannot run.
 pub fn drop_layout(format: &Format, btf: &Btf) -> Result<DropLayout, String> {
     let need = |name: &str, size: u32| {
         offset_if(format, name, size, None)

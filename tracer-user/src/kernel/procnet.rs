@@ -1,7 +1,7 @@
 //! Host counters from /proc/net: `TcpExtListenOverflows` and the accept
 //! queues of listening sockets, the kernel's only trace of a SYN dropped
 //! because a listener's accept queue is full (recent kernels drop it without
-//! a kfree_skb reason).
+//! a `kfree_skb` reason).
 
 use std::fs;
 
@@ -55,11 +55,11 @@ pub struct OverflowPoller {
 impl OverflowPoller {
     pub fn new(ports: &[u16]) -> Self {
         let mut p = Self { last: None, ports: ports.to_vec() };
-        p.last = p.read_counter();
+        p.last = Self::read_counter();
         p
     }
 
-    fn read_counter(&self) -> Option<u64> {
+    fn read_counter() -> Option<u64> {
         fs::read_to_string("/proc/net/netstat").ok().as_deref().and_then(listen_overflows)
     }
 
@@ -69,7 +69,7 @@ impl OverflowPoller {
     }
 
     pub fn poll(&mut self, now_ns: u64) -> Option<ListenOverflow> {
-        let value = self.read_counter()?;
+        let value = Self::read_counter()?;
         let previous = self.last.replace(value)?;
         if value <= previous {
             return None;
