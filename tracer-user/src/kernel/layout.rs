@@ -186,3 +186,72 @@ pub fn settings(names: &KernelNames, all_sources: bool) -> Settings {
         tcp_established: state("TCP_ESTABLISHED"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format(name: &str) -> Format {
+        let text = match name {
+            "kfree_skb" => include_str!("testdata/kfree_skb.format"),
+            "tcp_send_reset" => include_str!("testdata/tcp_send_reset.format"),
+            "tcp_receive_reset" => include_str!("testdata/tcp_receive_reset.format"),
+            "tcp_retransmit_synack" => include_str!("testdata/tcp_retransmit_synack.format"),
+            "inet_sock_set_state" => include_str!("testdata/inet_sock_set_state.format"),
+            _ => unreachable!(),
+        };
+        Format::parse(text).unwrap()
+    }
+
+    #[test]
+    fn split_and_sockaddr_layouts_from_a_6_18_kernel() {
+        // tcp_send_reset stores sockaddrs since 6.x; the others split fields.
+        let reset = sock_layout(&format("tcp_send_reset"), &SOCK_PROBES[0]).unwrap();
+        assert_eq!(reset.addr_layout, addr_layout::SOCKADDR);
+        assert_eq!((reset.saddr, reset.daddr), (32, 60));
+        assert_eq!((reset.extra0, reset.extra1), (28, 24), "reason, state");
+        let synack = sock_layout(&format("tcp_retransmit_synack"), &SOCK_PROBES[2]).unwrap();
+        assert_eq!(synack.addr_layout, addr_layout::SPLIT);
+        assert_eq!((synack.sport, synack.dport, synack.family), (24, 26, 28));
+        assert_eq!((synack.saddr_v6, synack.daddr_v6), (38, 54));
+        assert_eq!(synack.extra0, u32::MAX);
+        let state = sock_layout(&format("inet_sock_set_state"), &SOCK_PROBES[3]).unwrap();
+        assert_eq!((state.extra0, state.extra1, state.protocol), (16, 20, 30));
+        assert!(sock_layout(&format("tcp_receive_reset"), &SOCK_PROBES[1]).is_ok());
+    }
+
+    #[test]
+    fn a_format_without_addresses_is_refused_with_a_reason() {
+        let kfree = format("kfree_skb");
+        let err = sock_layout(&kfree, &SOCK_PROBES[1]).unwrap_err();
+        assert!(err.contains("address"), "{err}");
+        // inet_sock_set_state needs its state fields.
+        let reset = format("tcp_receive_reset");
+        assert!(sock_layout(&reset, &SOCK_PROBES[3]).unwrap_err().contains("oldstate"));
+    }
+
+    #[test]
+    fn names_come_from_the_formats() {
+        let kfree = format("kfree_skb");
+        let reset = format("tcp_send_reset");
+        let state = format("inet_sock_set_state");
+        let Ok(btf) = Btf::from_sys_fs() else {
+            eprintln!("SKIPPED: no /sys/kernel/btf/vmlinux on this machine");
+            return;
+        };
+        let names = kernel_names(Some(&kfree), Some(&reset), Some(&state), &btf);
+        assert_eq!(names.drop_reasons[&12], "NETFILTER_DROP");
+        assert_eq!(names.reset_reasons[&1], "NO_SOCKET");
+        assert_eq!(names.tcp_states[&3], "TCP_SYN_RECV");
+        let s = settings(&names, false);
+        assert_eq!((s.tcp_syn_recv, s.tcp_close, s.tcp_established), (3, 7, 1));
+        // Without formats, BTF names the same values.
+        let from_btf = kernel_names(None, None, None, &btf);
+        let netfilter = from_btf.drop_reasons.iter().find(|(_, n)| n.as_str() == "NETFILTER_DROP");
+        assert!(netfilter.is_some());
+        assert_eq!(from_btf.tcp_states.get(&settings(&names, false).tcp_syn_recv).map(String::as_str), Some("TCP_SYN_RECV"));
+        let layout = drop_layout(&kfree, &btf).unwrap();
+        assert_eq!((layout.tp_skbaddr, layout.tp_protocol, layout.tp_reason), (8, 32, 36));
+        assert_ne!(layout.skb_head, layout.skb_network_header);
+    }
+}
