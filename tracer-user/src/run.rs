@@ -48,6 +48,10 @@ struct Totals {
 }
 
 async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
+    // Catch SIGINT/SIGTERM before attaching: a signal during start-up then
+    // ends the run through the same clean detach.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let mut kernel = attach::attach(&s, ifaces, &btf)?;
     drop(btf);
     assert!(std::env::var_os("ORIGIN_TRACER_TEST_PANIC").is_none_or(|v| v != "after-attach"), "ORIGIN_TRACER_TEST_PANIC=after-attach: testing cleanup after a panic");
@@ -62,8 +66,6 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     // long as it is registered.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stop_at = s.duration.map(|d| tokio::time::Instant::now() + d);
