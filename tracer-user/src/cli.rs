@@ -42,7 +42,13 @@ pub struct Args {
     #[arg(short = 'i', long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
     /// Watched origin ports, comma-separated.
-    #[arg(short = 'p', long, value_name = "PORTS", value_delimiter = ',', default_value = "80,443")]
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "PORTS",
+        value_delimiter = ',',
+        default_value = "80,443"
+    )]
     pub ports: Vec<u16>,
     /// Edge ranges: comma list of CIDRs and/or @FILE (one CIDR a line, '#' comments);
     /// default: Cloudflare's published IPv4 and IPv6 ranges.
@@ -82,15 +88,23 @@ pub struct Args {
 /// Parse `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid duration {text:?} (try 30s, 500ms, 5m)"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (try 30s, 500ms, 5m)"))?;
     let secs = match unit {
         "" | "s" => value,
         "ms" => value / 1_000.0,
         "m" => value * 60.0,
         "h" => value * 3_600.0,
-        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?} (use ms, s, m or h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
         return Err(format!("duration {text:?} out of range"));
@@ -149,7 +163,11 @@ impl Args {
         if self.output_buffer == 0 {
             return Err(UsageError::Zero("output-buffer"));
         }
-        let format = self.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Pretty } else { Format::Json });
+        let format = self.format.unwrap_or(if std::io::stdout().is_terminal() {
+            Format::Pretty
+        } else {
+            Format::Json
+        });
         Ok(Settings {
             ifaces: self.ifaces,
             ports,
@@ -198,10 +216,21 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        let s = args(&["-i", "eth0", "-i", "eth1", "-p", "443,80,443", "--edge-ranges", "198.18.0.1/32", "--syn-timeout", "3s"])
-            .unwrap()
-            .resolve()
-            .unwrap();
+        let s = args(&[
+            "-i",
+            "eth0",
+            "-i",
+            "eth1",
+            "-p",
+            "443,80,443",
+            "--edge-ranges",
+            "198.18.0.1/32",
+            "--syn-timeout",
+            "3s",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
         assert_eq!(s.ifaces, ["eth0", "eth1"]);
         assert_eq!(s.ports, [80, 443]);
         assert_eq!(s.ranges.prefixes.len(), 1);
@@ -209,7 +238,10 @@ mod tests {
         assert!(args(&["--all-sources", "--edge-ranges", "1.2.3.4"]).is_err());
         assert!(args(&["-p", "70000"]).is_err());
         assert!(args(&["-p", "0"]).unwrap().resolve().is_err());
-        let bad = args(&["--edge-ranges", "300.1.2.3/8"]).unwrap().resolve().unwrap_err();
+        let bad = args(&["--edge-ranges", "300.1.2.3/8"])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
         assert!(bad.to_string().contains("300.1.2.3/8"));
     }
 }

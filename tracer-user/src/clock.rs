@@ -2,7 +2,10 @@
 
 /// Nanoseconds of a clock.
 fn now(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid clock id and out pointer.
     unsafe { libc::clock_gettime(clock, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -23,7 +26,9 @@ impl WallClock {
     pub fn new() -> Self {
         let mono = monotonic_ns();
         let real = now(libc::CLOCK_REALTIME);
-        Self { offset_ns: i128::from(real) - i128::from(mono) }
+        Self {
+            offset_ns: i128::from(real) - i128::from(mono),
+        }
     }
 
     /// A clock whose monotonic 0 is the given Unix time (tests).
@@ -75,8 +80,14 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(rfc3339_from_unix_ns(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_from_unix_ns(1_795_793_600_123_456_789), "2026-11-27T15:33:20.123456Z");
-        assert_eq!(rfc3339_from_unix_ns(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339_from_unix_ns(1_795_793_600_123_456_789),
+            "2026-11-27T15:33:20.123456Z"
+        );
+        assert_eq!(
+            rfc3339_from_unix_ns(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
         let c = WallClock::with_offset(1_000_000_000);
         assert_eq!(c.rfc3339(500_000), "1970-01-01T00:00:01.000500Z");
     }

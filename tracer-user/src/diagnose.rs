@@ -93,7 +93,11 @@ impl FlowState {
             }
         }
         if self.evidence.len() < max {
-            self.evidence.push(Evidence { t_us, what, repeat: 1 });
+            self.evidence.push(Evidence {
+                t_us,
+                what,
+                repeat: 1,
+            });
         }
     }
 }
@@ -110,7 +114,12 @@ pub struct Diagnoser {
 
 impl Diagnoser {
     pub fn new(cfg: Config) -> Self {
-        Self { cfg, flows: HashMap::new(), order: VecDeque::new(), stats: Stats::default() }
+        Self {
+            cfg,
+            flows: HashMap::new(),
+            order: VecDeque::new(),
+            stats: Stats::default(),
+        }
     }
 
     pub fn stats(&self) -> &Stats {
@@ -133,7 +142,11 @@ impl Diagnoser {
     fn on_flow_event(&mut self, e: &FlowEvent) {
         let starts_flow = match &e.kind {
             FlowEventKind::SynIn => true,
-            FlowEventKind::KernelDrop { outbound: false, tcp_flags, .. } => is_syn(*tcp_flags),
+            FlowEventKind::KernelDrop {
+                outbound: false,
+                tcp_flags,
+                ..
+            } => is_syn(*tcp_flags),
             _ => false,
         };
         if !self.flows.contains_key(&e.flow) {
@@ -141,12 +154,21 @@ impl Diagnoser {
                 return;
             }
             self.make_room();
-            self.flows.insert(e.flow, FlowState { first_ns: e.ts_ns, last_ns: e.ts_ns, ..FlowState::default() });
+            self.flows.insert(
+                e.flow,
+                FlowState {
+                    first_ns: e.ts_ns,
+                    last_ns: e.ts_ns,
+                    ..FlowState::default()
+                },
+            );
             self.order.push_back((e.ts_ns, e.flow));
         }
         let max = self.cfg.max_evidence;
         let settle = self.cfg.settle_ns;
-        let Some(f) = self.flows.get_mut(&e.flow) else { return };
+        let Some(f) = self.flows.get_mut(&e.flow) else {
+            return;
+        };
         f.last_ns = f.last_ns.max(e.ts_ns);
         f.push(e.ts_ns, EvidenceKind::Flow(e.kind.clone()), max);
         if f.settled() {
@@ -155,7 +177,9 @@ impl Diagnoser {
         let decide_soon = Some(e.ts_ns + settle);
         match &e.kind {
             FlowEventKind::AckIn => f.established = true,
-            FlowEventKind::StateChange { from, to } if from == "TCP_SYN_RECV" && to == "TCP_ESTABLISHED" => {
+            FlowEventKind::StateChange { from, to }
+                if from == "TCP_SYN_RECV" && to == "TCP_ESTABLISHED" =>
+            {
                 f.established = true;
             }
             FlowEventKind::SynAckOut => f.synack += 1,
@@ -169,7 +193,11 @@ impl Diagnoser {
                 f.icmp = true;
                 f.decide_at = decide_soon;
             }
-            FlowEventKind::KernelDrop { reason, outbound: false, tcp_flags } => {
+            FlowEventKind::KernelDrop {
+                reason,
+                outbound: false,
+                tcp_flags,
+            } => {
                 // A duplicate SYN is dropped once the request socket has
                 // answered it, and NOT_SPECIFIED says nothing: neither decides.
                 let answered = f.synack > 0 || f.synack_retrans > 0;
@@ -179,7 +207,11 @@ impl Diagnoser {
                     f.decide_at = decide_soon;
                 }
             }
-            FlowEventKind::KernelDrop { reason, outbound: true, .. } => f.drop_out = Some(reason.clone()),
+            FlowEventKind::KernelDrop {
+                reason,
+                outbound: true,
+                ..
+            } => f.drop_out = Some(reason.clone()),
             _ => {}
         }
         if f.established {
@@ -190,21 +222,35 @@ impl Diagnoser {
     fn on_listen_overflow(&mut self, o: &ListenOverflow) {
         let max = self.cfg.max_evidence;
         for (flow, f) in &mut self.flows {
-            let waiting = !f.settled() && f.synack == 0 && f.synack_retrans == 0 && f.first_ns <= o.ts_ns;
-            let queue = o.queues.iter().find(|(p, _)| *p == flow.origin_port).copied();
+            let waiting =
+                !f.settled() && f.synack == 0 && f.synack_retrans == 0 && f.first_ns <= o.ts_ns;
+            let queue = o
+                .queues
+                .iter()
+                .find(|(p, _)| *p == flow.origin_port)
+                .copied();
             // A listener with a full queue on another port does not explain this flow.
             if !waiting || (queue.is_none() && !o.queues.is_empty()) {
                 continue;
             }
             f.listen_overflow = Some(Overflow { queue });
-            f.push(o.ts_ns, EvidenceKind::ListenOverflowCounter { count: o.count, queue }, max);
+            f.push(
+                o.ts_ns,
+                EvidenceKind::ListenOverflowCounter {
+                    count: o.count,
+                    queue,
+                },
+                max,
+            );
             f.decide_at = Some(o.ts_ns + self.cfg.settle_ns);
         }
     }
 
     fn make_room(&mut self) {
         while self.flows.len() >= self.cfg.max_flows {
-            let Some((first, flow)) = self.order.pop_front() else { break };
+            let Some((first, flow)) = self.order.pop_front() else {
+                break;
+            };
             if let Some(f) = self.flows.get(&flow) {
                 if f.first_ns == first {
                     if !f.settled() {
@@ -246,10 +292,13 @@ impl Diagnoser {
         let timeout = self.cfg.syn_timeout_ns;
         // Settled flows linger so retransmissions stay quiet; unsettled ones
         // cannot outlive their timeout by much (they are decided above).
-        self.flows.retain(|_, f| now_ns < f.last_ns + linger || (!f.settled() && now_ns < f.first_ns + timeout));
+        self.flows.retain(|_, f| {
+            now_ns < f.last_ns + linger || (!f.settled() && now_ns < f.first_ns + timeout)
+        });
         if self.order.len() > 2 * self.flows.len() + 1024 {
             let flows = &self.flows;
-            self.order.retain(|(first, flow)| flows.get(flow).is_some_and(|f| f.first_ns == *first));
+            self.order
+                .retain(|(first, flow)| flows.get(flow).is_some_and(|f| f.first_ns == *first));
         }
         out.sort_by_key(|f| (f.evidence.first().map(|e| e.t_us), f.flow));
         out
@@ -257,12 +306,16 @@ impl Diagnoser {
 }
 
 fn is_syn(flags: u8) -> bool {
-    u32::from(flags) & tracer_ebpf::tcp_flag::SYN != 0 && u32::from(flags) & tracer_ebpf::tcp_flag::ACK == 0
+    u32::from(flags) & tracer_ebpf::tcp_flag::SYN != 0
+        && u32::from(flags) & tracer_ebpf::tcp_flag::ACK == 0
 }
 
 /// The rules. `None` while the evidence is not conclusive yet.
 fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confidence)> {
-    use Cause::{ListenOverflow, FirewallReject, NoListener, FirewallDrop, KernelDrop, SynackUnacked, SynUnanswered};
+    use Cause::{
+        FirewallDrop, FirewallReject, KernelDrop, ListenOverflow, NoListener, SynUnanswered,
+        SynackUnacked,
+    };
     use Confidence::{High, Medium};
     if f.established {
         return None;
@@ -290,7 +343,14 @@ fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confidence)> {
     }
     if let Some(overflow) = f.listen_overflow {
         if f.synack == 0 && f.synack_retrans == 0 {
-            return Some((ListenOverflow, if overflow.queue.is_some() { High } else { Medium }));
+            return Some((
+                ListenOverflow,
+                if overflow.queue.is_some() {
+                    High
+                } else {
+                    Medium
+                },
+            ));
         }
     }
     if !timed_out {

@@ -17,15 +17,29 @@ fn flow(port: u16) -> Flow {
 }
 
 fn cfg() -> Config {
-    Config { syn_timeout_ns: 3_000 * MS, settle_ns: 100 * MS, linger_ns: 10_000 * MS, max_flows: 16, max_evidence: 8 }
+    Config {
+        syn_timeout_ns: 3_000 * MS,
+        settle_ns: 100 * MS,
+        linger_ns: 10_000 * MS,
+        max_flows: 16,
+        max_evidence: 8,
+    }
 }
 
 fn ev(t_ms: u64, port: u16, kind: K) -> Event {
-    Event::Flow(FlowEvent { ts_ns: 1_000 * MS + t_ms * MS, flow: flow(port), kind })
+    Event::Flow(FlowEvent {
+        ts_ns: 1_000 * MS + t_ms * MS,
+        flow: flow(port),
+        kind,
+    })
 }
 
 fn drop(reason: &str, flags: u8) -> K {
-    K::KernelDrop { reason: reason.into(), outbound: false, tcp_flags: flags }
+    K::KernelDrop {
+        reason: reason.into(),
+        outbound: false,
+        tcp_flags: flags,
+    }
 }
 
 /// Feed events, tick every 50 ms up to `until_ms`, return all findings.
@@ -53,7 +67,14 @@ fn single(events: &[Event], until_ms: u64) -> Finding {
 
 #[test]
 fn healthy_handshake_is_counted_not_reported() {
-    let (f, stats) = run(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, K::AckIn)], 5_000);
+    let (f, stats) = run(
+        &[
+            ev(0, 1, K::SynIn),
+            ev(0, 1, K::SynAckOut),
+            ev(1, 1, K::AckIn),
+        ],
+        5_000,
+    );
     assert!(f.is_empty(), "{f:#?}");
     assert_eq!(stats.healthy_handshakes, 1);
     assert_eq!(stats.findings.values().sum::<u64>(), 0);
@@ -61,8 +82,14 @@ fn healthy_handshake_is_counted_not_reported() {
 
 #[test]
 fn handshake_completed_by_kernel_state_change_is_healthy() {
-    let change = K::StateChange { from: "TCP_SYN_RECV".into(), to: "TCP_ESTABLISHED".into() };
-    let (f, stats) = run(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, change)], 5_000);
+    let change = K::StateChange {
+        from: "TCP_SYN_RECV".into(),
+        to: "TCP_ESTABLISHED".into(),
+    };
+    let (f, stats) = run(
+        &[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, change)],
+        5_000,
+    );
     assert!(f.is_empty());
     assert_eq!(stats.healthy_handshakes, 1);
 }
@@ -72,16 +99,32 @@ fn rst_from_the_tcp_stack_is_no_listener() {
     let f = single(
         &[
             ev(0, 1, K::SynIn),
-            ev(0, 1, K::KernelSendReset { reason: Some("NO_SOCKET".into()) }),
+            ev(
+                0,
+                1,
+                K::KernelSendReset {
+                    reason: Some("NO_SOCKET".into()),
+                },
+            ),
             ev(0, 1, K::RstOut),
             ev(0, 1, drop("NO_SOCKET", SYN)),
         ],
         1_000,
     );
-    assert_eq!((f.cause, f.confidence), (Cause::NoListener, Confidence::High));
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::NoListener, Confidence::High)
+    );
     assert_eq!(f.cause.class(), "521");
-    let names: Vec<_> = f.evidence.iter().map(|e| e.to_json()["event"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(names, ["syn_in", "kernel_send_reset", "rst_out", "kernel_drop"]);
+    let names: Vec<_> = f
+        .evidence
+        .iter()
+        .map(|e| e.to_json()["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["syn_in", "kernel_send_reset", "rst_out", "kernel_drop"]
+    );
     assert!(f.hint.contains("ss -tlnp"), "{}", f.hint);
     // Decided after the settle time, not at the timeout.
     assert!(f.ts_ns < 1_000 * MS + 500 * MS);
@@ -90,19 +133,43 @@ fn rst_from_the_tcp_stack_is_no_listener() {
 #[test]
 fn rst_without_kernel_evidence_is_a_medium_no_listener() {
     let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, K::RstOut)], 1_000);
-    assert_eq!((f.cause, f.confidence), (Cause::NoListener, Confidence::Medium));
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::NoListener, Confidence::Medium)
+    );
 }
 
 #[test]
 fn rst_after_netfilter_drop_is_firewall_reject() {
-    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, K::RstOut), ev(0, 1, drop("NETFILTER_DROP", SYN))], 1_000);
-    assert_eq!((f.cause, f.confidence), (Cause::FirewallReject, Confidence::High));
+    let f = single(
+        &[
+            ev(0, 1, K::SynIn),
+            ev(0, 1, K::RstOut),
+            ev(0, 1, drop("NETFILTER_DROP", SYN)),
+        ],
+        1_000,
+    );
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::FirewallReject, Confidence::High)
+    );
 }
 
 #[test]
 fn icmp_unreachable_is_firewall_reject() {
-    let icmp = K::IcmpUnreachOut { v6: false, icmp_type: 3, code: 3 };
-    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, icmp), ev(0, 1, drop("NETFILTER_DROP", SYN))], 1_000);
+    let icmp = K::IcmpUnreachOut {
+        v6: false,
+        icmp_type: 3,
+        code: 3,
+    };
+    let f = single(
+        &[
+            ev(0, 1, K::SynIn),
+            ev(0, 1, icmp),
+            ev(0, 1, drop("NETFILTER_DROP", SYN)),
+        ],
+        1_000,
+    );
     assert_eq!(f.cause, Cause::FirewallReject);
     assert_eq!(f.evidence[1].to_json()["icmp"]["name"], "port_unreachable");
 }
@@ -119,41 +186,71 @@ fn netfilter_drop_with_retransmits_is_one_firewall_drop() {
     ];
     let (f, stats) = run(&events, 8_000);
     assert_eq!(f.len(), 1, "{f:#?}");
-    assert_eq!((f[0].cause, f[0].cause.class()), (Cause::FirewallDrop, "522"));
+    assert_eq!(
+        (f[0].cause, f[0].cause.class()),
+        (Cause::FirewallDrop, "522")
+    );
     assert_eq!(f[0].evidence[1].to_json()["reason"], "NETFILTER_DROP");
     assert_eq!(stats.findings[&Cause::FirewallDrop], 1);
 }
 
 #[test]
 fn other_drop_reasons_are_named() {
-    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, drop("IP_RPFILTER", SYN))], 1_000);
+    let f = single(
+        &[ev(0, 1, K::SynIn), ev(0, 1, drop("IP_RPFILTER", SYN))],
+        1_000,
+    );
     assert_eq!(f.cause, Cause::KernelDrop);
     assert!(f.hint.contains("rp_filter"));
 }
 
 #[test]
 fn listen_overflow_from_the_kernel_counter() {
-    let overflow = Event::ListenOverflow(ListenOverflow { ts_ns: 1_000 * MS + 200 * MS, count: 2, queues: vec![(443, 2)] });
+    let overflow = Event::ListenOverflow(ListenOverflow {
+        ts_ns: 1_000 * MS + 200 * MS,
+        count: 2,
+        queues: vec![(443, 2)],
+    });
     let f = single(&[ev(0, 1, K::SynIn), overflow], 1_000);
-    assert_eq!((f.cause, f.confidence), (Cause::ListenOverflow, Confidence::High));
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::ListenOverflow, Confidence::High)
+    );
     assert_eq!(f.evidence[1].to_json()["queue"]["accept_queue"], 2);
 }
 
 #[test]
 fn listen_overflow_does_not_blame_answered_or_other_port_flows() {
-    let overflow = Event::ListenOverflow(ListenOverflow { ts_ns: 1_000 * MS + 200 * MS, count: 1, queues: vec![(8080, 5)] });
+    let overflow = Event::ListenOverflow(ListenOverflow {
+        ts_ns: 1_000 * MS + 200 * MS,
+        count: 1,
+        queues: vec![(8080, 5)],
+    });
     // Port 443 is not the full listener: the flow times out as plain unanswered.
     let f = single(&[ev(0, 1, K::SynIn), overflow.clone()], 4_000);
     assert_eq!(f.cause, Cause::SynUnanswered);
     // A flow that got its SYN-ACK is not an overflow victim.
-    let f = single(&[ev(0, 2, K::SynIn), ev(0, 2, K::SynAckOut), overflow], 4_000);
+    let f = single(
+        &[ev(0, 2, K::SynIn), ev(0, 2, K::SynAckOut), overflow],
+        4_000,
+    );
     assert_eq!(f.cause, Cause::SynackUnacked);
 }
 
 #[test]
 fn listen_overflow_drop_reason_on_the_handshake_ack() {
-    let f = single(&[ev(0, 1, K::SynIn), ev(0, 1, K::SynAckOut), ev(1, 1, drop("TCP_LISTEN_OVERFLOW", ACK))], 1_000);
-    assert_eq!((f.cause, f.confidence), (Cause::ListenOverflow, Confidence::High));
+    let f = single(
+        &[
+            ev(0, 1, K::SynIn),
+            ev(0, 1, K::SynAckOut),
+            ev(1, 1, drop("TCP_LISTEN_OVERFLOW", ACK)),
+        ],
+        1_000,
+    );
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::ListenOverflow, Confidence::High)
+    );
 }
 
 #[test]
@@ -169,21 +266,34 @@ fn retransmitted_synack_without_ack_is_synack_unacked_at_timeout() {
     let (f, _) = run(&events, 2_900);
     assert!(f.is_empty(), "decided before the timeout: {f:#?}");
     let f = single(&events, 4_000);
-    assert_eq!((f.cause, f.confidence), (Cause::SynackUnacked, Confidence::High));
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::SynackUnacked, Confidence::High)
+    );
     assert!(f.ts_ns >= 1_000 * MS + 3_000 * MS);
 }
 
 #[test]
 fn silence_is_syn_unanswered_at_timeout() {
     let f = single(&[ev(0, 1, K::SynIn), ev(1_000, 1, K::SynIn)], 4_000);
-    assert_eq!((f.cause, f.confidence), (Cause::SynUnanswered, Confidence::Medium));
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::SynUnanswered, Confidence::Medium)
+    );
     assert_eq!(f.evidence.len(), 1);
     assert_eq!(f.evidence[0].repeat, 2);
 }
 
 #[test]
 fn events_of_unknown_flows_are_ignored() {
-    let (f, stats) = run(&[ev(0, 1, K::RstOut), ev(0, 1, K::SynAckOut), ev(0, 1, K::FinIn)], 5_000);
+    let (f, stats) = run(
+        &[
+            ev(0, 1, K::RstOut),
+            ev(0, 1, K::SynAckOut),
+            ev(0, 1, K::FinIn),
+        ],
+        5_000,
+    );
     assert!(f.is_empty());
     assert_eq!(stats, Stats::default());
 }
@@ -233,12 +343,29 @@ fn duplicate_syn_drops_after_a_synack_do_not_decide() {
         ev(1_000, 1, K::SynIn),
         ev(1_000, 1, drop("NOT_SPECIFIED", SYN)),
         ev(1_001, 1, drop("TCP_FLAGS", SYN)),
-        ev(2_000, 1, K::KernelDrop { reason: "NEIGH_FAILED".into(), outbound: true, tcp_flags: SYN | ACK }),
+        ev(
+            2_000,
+            1,
+            K::KernelDrop {
+                reason: "NEIGH_FAILED".into(),
+                outbound: true,
+                tcp_flags: SYN | ACK,
+            },
+        ),
     ];
     let f = single(&events, 4_000);
-    assert_eq!((f.cause, f.confidence), (Cause::SynackUnacked, Confidence::High));
-    assert!(f.evidence.iter().any(|e| e.to_json()["reason"] == "NEIGH_FAILED"));
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::SynackUnacked, Confidence::High)
+    );
+    assert!(f
+        .evidence
+        .iter()
+        .any(|e| e.to_json()["reason"] == "NEIGH_FAILED"));
     // NOT_SPECIFIED alone on a first SYN is no verdict either.
-    let f = single(&[ev(0, 2, K::SynIn), ev(0, 2, drop("NOT_SPECIFIED", SYN))], 4_000);
+    let f = single(
+        &[ev(0, 2, K::SynIn), ev(0, 2, drop("NOT_SPECIFIED", SYN))],
+        4_000,
+    );
     assert_eq!(f.cause, Cause::SynUnanswered);
 }

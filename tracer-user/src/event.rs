@@ -28,17 +28,30 @@ pub enum FlowEventKind {
     RstOut,
     FinOut,
     /// ICMP(v6) destination unreachable toward the edge.
-    IcmpUnreachOut { v6: bool, icmp_type: u8, code: u8 },
+    IcmpUnreachOut {
+        v6: bool,
+        icmp_type: u8,
+        code: u8,
+    },
     /// The kernel dropped a segment; `reason` as the running kernel names it.
-    KernelDrop { reason: String, outbound: bool, tcp_flags: u8 },
+    KernelDrop {
+        reason: String,
+        outbound: bool,
+        tcp_flags: u8,
+    },
     /// The TCP stack sent a RST.
-    KernelSendReset { reason: Option<String> },
+    KernelSendReset {
+        reason: Option<String>,
+    },
     /// An origin socket received a RST.
     KernelRecvReset,
     /// The origin retransmitted its SYN-ACK.
     SynAckRetransmit,
     /// An origin socket changed TCP state (names as the kernel spells them).
-    StateChange { from: String, to: String },
+    StateChange {
+        from: String,
+        to: String,
+    },
 }
 
 /// One observation about one flow.
@@ -106,8 +119,11 @@ pub fn flags_name(flags: u8) -> String {
         (tcp_flag::PSH, "PSH"),
         (tcp_flag::ACK, "ACK"),
     ];
-    let parts: Vec<&str> =
-        names.iter().filter(|(bit, _)| u32::from(flags) & bit != 0).map(|(_, n)| *n).collect();
+    let parts: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| u32::from(flags) & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
     if parts.is_empty() {
         "none".into()
     } else {
@@ -148,7 +164,10 @@ pub struct KernelNames {
 }
 
 fn lookup(table: &HashMap<u32, String>, value: u32) -> String {
-    table.get(&value).cloned().unwrap_or_else(|| format!("UNKNOWN({value})"))
+    table
+        .get(&value)
+        .cloned()
+        .unwrap_or_else(|| format!("UNKNOWN({value})"))
 }
 
 /// Why a kernel record could not be decoded.
@@ -177,7 +196,9 @@ pub fn read_raw(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
 
 fn addr(family: u32, bytes: [u8; 16]) -> Result<IpAddr, DecodeError> {
     match family {
-        FAMILY_V4 => Ok(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
+        FAMILY_V4 => Ok(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
         FAMILY_V6 => Ok(IpAddr::V6(Ipv6Addr::from(bytes))),
         other => Err(DecodeError::Family(other)),
     }
@@ -221,7 +242,11 @@ pub fn decode(raw: &RawEvent, names: &KernelNames) -> Result<FlowEvent, DecodeEr
         },
         other => return Err(DecodeError::Kind(other)),
     };
-    Ok(FlowEvent { ts_ns: raw.ts_ns, flow, kind })
+    Ok(FlowEvent {
+        ts_ns: raw.ts_ns,
+        flow,
+        kind,
+    })
 }
 
 #[cfg(test)]
@@ -252,7 +277,10 @@ mod tests {
     fn bytes(ev: &RawEvent) -> Vec<u8> {
         // SAFETY: RawEvent is repr(C) plain data without padding.
         unsafe {
-            std::slice::from_raw_parts(std::ptr::from_ref::<RawEvent>(ev).cast::<u8>(), std::mem::size_of::<RawEvent>())
+            std::slice::from_raw_parts(
+                std::ptr::from_ref::<RawEvent>(ev).cast::<u8>(),
+                std::mem::size_of::<RawEvent>(),
+            )
         }
         .to_vec()
     }
@@ -266,20 +294,32 @@ mod tests {
         assert_eq!(ev.flow.origin_port, 443);
         assert_eq!(
             ev.kind,
-            FlowEventKind::KernelDrop { reason: "NETFILTER_DROP".into(), outbound: false, tcp_flags: 2 }
+            FlowEventKind::KernelDrop {
+                reason: "NETFILTER_DROP".into(),
+                outbound: false,
+                tcp_flags: 2
+            }
         );
         let unnamed = decode(&raw(kind::KERNEL_DROP), &KernelNames::default()).unwrap();
-        assert!(matches!(unnamed.kind, FlowEventKind::KernelDrop { ref reason, .. } if reason == "UNKNOWN(12)"));
+        assert!(
+            matches!(unnamed.kind, FlowEventKind::KernelDrop { ref reason, .. } if reason == "UNKNOWN(12)")
+        );
     }
 
     #[test]
     fn rejects_short_and_unknown_records() {
         let b = bytes(&raw(kind::EDGE_SYN));
         assert!(matches!(read_raw(&b[..10]), Err(DecodeError::Short(10, _))));
-        assert_eq!(decode(&raw(99), &KernelNames::default()), Err(DecodeError::Kind(99)));
+        assert_eq!(
+            decode(&raw(99), &KernelNames::default()),
+            Err(DecodeError::Kind(99))
+        );
         let mut bad = raw(kind::EDGE_SYN);
         bad.family = 7;
-        assert_eq!(decode(&bad, &KernelNames::default()), Err(DecodeError::Family(7)));
+        assert_eq!(
+            decode(&bad, &KernelNames::default()),
+            Err(DecodeError::Family(7))
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ pub enum EvidenceKind {
     Flow(FlowEventKind),
     /// `TcpExtListenOverflows` rose by `count`; `queue` = accept queue of the
     /// listener on the flow's port, when it could be read.
-    ListenOverflowCounter { count: u64, queue: Option<(u16, u32)> },
+    ListenOverflowCounter {
+        count: u64,
+        queue: Option<(u16, u32)>,
+    },
 }
 
 impl Evidence {
@@ -115,15 +118,28 @@ pub fn evidence_fields(what: &EvidenceKind, m: &mut Map<String, Value>) {
         EvidenceKind::Flow(kind) => {
             m.insert("event".into(), json!(kind.name()));
             match kind {
-                FlowEventKind::KernelDrop { reason, outbound, tcp_flags } => {
+                FlowEventKind::KernelDrop {
+                    reason,
+                    outbound,
+                    tcp_flags,
+                } => {
                     m.insert("reason".into(), json!(reason));
-                    m.insert("direction".into(), json!(if *outbound { "out" } else { "in" }));
+                    m.insert(
+                        "direction".into(),
+                        json!(if *outbound { "out" } else { "in" }),
+                    );
                     m.insert("segment".into(), json!(flags_name(*tcp_flags)));
                 }
-                FlowEventKind::KernelSendReset { reason: Some(reason) } => {
+                FlowEventKind::KernelSendReset {
+                    reason: Some(reason),
+                } => {
                     m.insert("reason".into(), json!(reason));
                 }
-                FlowEventKind::IcmpUnreachOut { v6, icmp_type, code } => {
+                FlowEventKind::IcmpUnreachOut {
+                    v6,
+                    icmp_type,
+                    code,
+                } => {
                     m.insert(
                         "icmp".into(),
                         json!({"type": icmp_type, "code": code, "name": icmp_name(*v6, *code)}),

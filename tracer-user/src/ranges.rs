@@ -52,7 +52,12 @@ pub enum RangeError {
     Cidr { value: String, why: String },
     /// A bad line in a range file.
     #[error("{file}:{line}: invalid CIDR {value:?}: {why}")]
-    FileLine { file: String, line: usize, value: String, why: String },
+    FileLine {
+        file: String,
+        line: usize,
+        value: String,
+        why: String,
+    },
     /// The range file could not be read.
     #[error("cannot read range file {file}: {why}")]
     File { file: String, why: String },
@@ -75,19 +80,26 @@ impl Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix_len = match len {
             None => max,
             Some(l) => {
-                let n: u8 = l.parse().map_err(|_| format!("prefix length {l:?} is not a number"))?;
+                let n: u8 = l
+                    .parse()
+                    .map_err(|_| format!("prefix length {l:?} is not a number"))?;
                 if n > max {
                     return Err(format!("prefix length {n} exceeds {max}"));
                 }
                 n
             }
         };
-        Ok(Self { addr: mask(addr, prefix_len), prefix_len })
+        Ok(Self {
+            addr: mask(addr, prefix_len),
+            prefix_len,
+        })
     }
 
     /// Does the prefix contain `ip`?
@@ -105,12 +117,20 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::V4(Ipv4Addr::from(bits & m))
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::V6(Ipv6Addr::from(bits & m))
         }
     }
@@ -140,7 +160,10 @@ impl EdgeRanges {
             if let Some(file) = item.strip_prefix('@') {
                 prefixes.extend(read_file(Path::new(file))?);
             } else {
-                prefixes.push(Cidr::parse(item).map_err(|why| RangeError::Cidr { value: item.into(), why })?);
+                prefixes.push(Cidr::parse(item).map_err(|why| RangeError::Cidr {
+                    value: item.into(),
+                    why,
+                })?);
             }
         }
         prefixes.sort_unstable();
@@ -185,8 +208,10 @@ pub fn parse_file_text(file: &str, text: &str) -> Result<Vec<Cidr>, RangeError> 
 
 fn read_file(path: &Path) -> Result<Vec<Cidr>, RangeError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RangeError::File { file: name.clone(), why: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| RangeError::File {
+        file: name.clone(),
+        why: e.to_string(),
+    })?;
     parse_file_text(&name, &text)
 }
 
@@ -207,7 +232,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_cidrs() {
-        for bad in ["300.1.2.3/8", "1.2.3.4/33", "2001:db8::/129", "1.2.3.4/x", "", "foo"] {
+        for bad in [
+            "300.1.2.3/8",
+            "1.2.3.4/33",
+            "2001:db8::/129",
+            "1.2.3.4/x",
+            "",
+            "foo",
+        ] {
             assert!(Cidr::parse(bad).is_err(), "{bad} accepted");
         }
         let err = EdgeRanges::parse_list("198.18.0.0/15,300.1.2.3/8").unwrap_err();
@@ -226,7 +258,8 @@ mod tests {
 
     #[test]
     fn range_file_names_the_bad_line() {
-        let text = "# Cloudflare\n173.245.48.0/20\n\n103.21.244.0/22 # trailing comment\nnot-a-cidr\n";
+        let text =
+            "# Cloudflare\n173.245.48.0/20\n\n103.21.244.0/22 # trailing comment\nnot-a-cidr\n";
         let err = parse_file_text("ips-v4", text).unwrap_err();
         assert_eq!(
             err,
@@ -251,7 +284,10 @@ mod tests {
         assert_eq!(r.prefixes.len(), 2);
         let missing = EdgeRanges::parse_list("@/nonexistent/otr").unwrap_err();
         assert!(matches!(missing, RangeError::File { .. }));
-        assert_eq!(EdgeRanges::parse_list(" , ").unwrap_err(), RangeError::Empty);
+        assert_eq!(
+            EdgeRanges::parse_list(" , ").unwrap_err(),
+            RangeError::Empty
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

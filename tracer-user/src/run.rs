@@ -36,7 +36,9 @@ pub fn run(s: Settings) -> Result<()> {
     kernel::preflight()?;
     let ifaces = kernel::interfaces(&s.ifaces)?;
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(live(s, &ifaces, btf))
 }
 
@@ -54,12 +56,21 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut kernel = attach::attach(&s, ifaces, &btf)?;
     drop(btf);
-    assert!(std::env::var_os("ORIGIN_TRACER_TEST_PANIC").is_none_or(|v| v != "after-attach"), "ORIGIN_TRACER_TEST_PANIC=after-attach: testing cleanup after a panic");
+    assert!(
+        std::env::var_os("ORIGIN_TRACER_TEST_PANIC").is_none_or(|v| v != "after-attach"),
+        "ORIGIN_TRACER_TEST_PANIC=after-attach: testing cleanup after a panic"
+    );
     let clock = WallClock::new();
     let started = monotonic_ns();
     let sink = Sink::stdout(s.format, s.output_buffer);
     let mut poller = OverflowPoller::new(&s.ports);
-    sink.emit_wait(&start_line(&s, ifaces, &kernel, &poller, &clock.rfc3339(started)));
+    sink.emit_wait(&start_line(
+        &s,
+        ifaces,
+        &kernel,
+        &poller,
+        &clock.rfc3339(started),
+    ));
 
     let ring = kernel.events.take().context("ring buffer already taken")?;
     // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open for as
@@ -116,7 +127,15 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     }
 
     // Whatever the kernel already handed over still counts.
-    drain(ring.get_mut(), &kernel.names, &mut diag, &sink, &clock, all_events, &mut totals);
+    drain(
+        ring.get_mut(),
+        &kernel.names,
+        &mut diag,
+        &sink,
+        &clock,
+        all_events,
+        &mut totals,
+    );
     let now = monotonic_ns();
     for f in diag.tick(now) {
         sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns)));
@@ -126,9 +145,19 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     drop(ring);
     kernel.detach();
     if totals.decode_errors > 0 {
-        tracing::warn!("{} kernel records could not be decoded", totals.decode_errors);
+        tracing::warn!(
+            "{} kernel records could not be decoded",
+            totals.decode_errors
+        );
     }
-    let summary = summary_line(&diag, &totals, &counters, sink.dropped(), now - started, &clock.rfc3339(now));
+    let summary = summary_line(
+        &diag,
+        &totals,
+        &counters,
+        sink.dropped(),
+        now - started,
+        &clock.rfc3339(now),
+    );
     sink.emit_wait(&summary);
     sink.finish();
     Ok(())
@@ -174,11 +203,23 @@ fn overflow_event_line(o: &event::ListenOverflow, clock: &WallClock) -> Value {
     m.insert("type".into(), json!("event"));
     m.insert("schema_version".into(), json!(SCHEMA_VERSION));
     m.insert("ts".into(), json!(clock.rfc3339(o.ts_ns)));
-    evidence_fields(&EvidenceKind::ListenOverflowCounter { count: o.count, queue: o.queues.first().copied() }, &mut m);
+    evidence_fields(
+        &EvidenceKind::ListenOverflowCounter {
+            count: o.count,
+            queue: o.queues.first().copied(),
+        },
+        &mut m,
+    );
     Value::Object(m)
 }
 
-fn report_loss(kernel: &attach::Kernel, sink: &Sink, clock: &WallClock, now: u64, totals: &mut Totals) {
+fn report_loss(
+    kernel: &attach::Kernel,
+    sink: &Sink,
+    clock: &WallClock,
+    now: u64,
+    totals: &mut Totals,
+) {
     let lost = kernel.counters()[counter::RINGBUF_LOST as usize];
     if lost > totals.lost_reported {
         sink.emit(&json!({
@@ -192,7 +233,13 @@ fn report_loss(kernel: &attach::Kernel, sink: &Sink, clock: &WallClock, now: u64
     }
 }
 
-fn start_line(s: &Settings, ifaces: &[attach::Iface], k: &attach::Kernel, poller: &OverflowPoller, ts: &str) -> Value {
+fn start_line(
+    s: &Settings,
+    ifaces: &[attach::Iface],
+    k: &attach::Kernel,
+    poller: &OverflowPoller,
+    ts: &str,
+) -> Value {
     let mut probes: Vec<Value> = k
         .probes
         .iter()
@@ -234,7 +281,12 @@ fn summary_line(
     let stats = diag.stats();
     let findings: serde_json::Map<String, Value> = Cause::ALL
         .iter()
-        .map(|c| (c.as_str().to_owned(), json!(stats.findings.get(c).copied().unwrap_or(0))))
+        .map(|c| {
+            (
+                c.as_str().to_owned(),
+                json!(stats.findings.get(c).copied().unwrap_or(0)),
+            )
+        })
         .collect();
     json!({
         "type": "summary",

@@ -55,7 +55,13 @@ impl Sink {
                 }
             })
             .expect("spawn sink thread");
-        Self { format, tx: Some(tx), dropped: Arc::default(), closed, writer: Some(writer) }
+        Self {
+            format,
+            tx: Some(tx),
+            dropped: Arc::default(),
+            closed,
+            writer: Some(writer),
+        }
     }
 
     fn render(&self, v: &Value) -> String {
@@ -122,7 +128,11 @@ fn endpoint(flow: &Value, addr: &str, port: &str) -> String {
 
 fn flow_text(v: &Value) -> String {
     let f = &v["flow"];
-    format!("{} -> {}", endpoint(f, "src", "sport"), endpoint(f, "dst", "dport"))
+    format!(
+        "{} -> {}",
+        endpoint(f, "src", "sport"),
+        endpoint(f, "dst", "dport")
+    )
 }
 
 fn evidence_text(e: &Value) -> String {
@@ -137,7 +147,10 @@ fn evidence_text(e: &Value) -> String {
         t.push(' ');
         t.push_str(name);
     }
-    if let (Some(from), Some(to)) = (e.get("from").and_then(Value::as_str), e.get("to").and_then(Value::as_str)) {
+    if let (Some(from), Some(to)) = (
+        e.get("from").and_then(Value::as_str),
+        e.get("to").and_then(Value::as_str),
+    ) {
         t.push_str(&format!(" {from}->{to}"));
     }
     if let Some(q) = e.pointer("/queue/accept_queue").and_then(Value::as_u64) {
@@ -190,13 +203,20 @@ pub fn pretty(v: &Value) -> String {
                 out.push_str(&format!("\n  skipped: {}", skipped.join("; ")));
             }
             for stale in v["stale_removed"].as_array().into_iter().flatten() {
-                out.push_str(&format!("\n  removed leftover of an earlier run: {}", stale.as_str().unwrap_or("")));
+                out.push_str(&format!(
+                    "\n  removed leftover of an earlier run: {}",
+                    stale.as_str().unwrap_or("")
+                ));
             }
             out
         }
         "finding" => {
-            let evidence: Vec<String> =
-                v["evidence"].as_array().into_iter().flatten().map(evidence_text).collect();
+            let evidence: Vec<String> = v["evidence"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(evidence_text)
+                .collect();
             format!(
                 "{} {} {} [{}] {}\n    evidence: {}\n    hint: {}",
                 time_of(v),
@@ -312,7 +332,12 @@ mod tests {
             "evidence":[{"t_us":0,"event":"syn_in"},{"t_us":30,"event":"kernel_drop","reason":"NO_SOCKET","direction":"in","segment":"SYN"}],
             "hint":"check ss"});
         let p = pretty(&v);
-        assert!(p.starts_with("16:00:00.123 521 no_listener [high] [2001:db8::1]:4000 -> [2001:db8::2]:81"), "{p}");
+        assert!(
+            p.starts_with(
+                "16:00:00.123 521 no_listener [high] [2001:db8::1]:4000 -> [2001:db8::2]:81"
+            ),
+            "{p}"
+        );
         assert!(p.contains("kernel_drop NO_SOCKET in SYN +30us"), "{p}");
         assert!(p.contains("hint: check ss"));
     }

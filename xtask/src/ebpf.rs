@@ -68,7 +68,11 @@ fn sources_hash(root: &Path) -> Result<String> {
 }
 
 fn toolchain_version() -> Option<String> {
-    let rustc = Command::new("rustc").arg(format!("+{TOOLCHAIN}")).arg("-V").output().ok()?;
+    let rustc = Command::new("rustc")
+        .arg(format!("+{TOOLCHAIN}"))
+        .arg("-V")
+        .output()
+        .ok()?;
     let linker = Command::new("bpf-linker").arg("--version").output().ok()?;
     if !rustc.status.success() || !linker.status.success() {
         return None;
@@ -88,7 +92,9 @@ fn stamp_text(sources: &str, object: &[u8], toolchain: &str) -> String {
 }
 
 fn stamp_field<'a>(stamp: &'a str, key: &str) -> Option<&'a str> {
-    stamp.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+    stamp
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
 }
 
 /// Build into `target_dir` and return the object's bytes.
@@ -102,7 +108,14 @@ fn compile(root: &Path, target_dir: &Path) -> Result<Vec<u8>> {
     eprintln!("xtask: building tracer-ebpf with {toolchain}");
     let status = Command::new("cargo")
         .arg(format!("+{TOOLCHAIN}"))
-        .args(["build", "-Z", "build-std=core", "--target", "bpfel-unknown-none", "--release"])
+        .args([
+            "build",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+            "--release",
+        ])
         .args(["-p", "tracer-ebpf", "--bin", "tracer-ebpf"])
         .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("RUSTC")
@@ -134,8 +147,14 @@ pub fn build(root: &Path) -> Result<()> {
     let toolchain = toolchain_version().unwrap_or_default();
     fs::create_dir_all(root.join("tracer-ebpf/prebuilt"))?;
     fs::write(root.join(OBJECT), &object)?;
-    fs::write(root.join(STAMP), stamp_text(&sources_hash(root)?, &object, &toolchain))?;
-    eprintln!("xtask: wrote {OBJECT} ({} bytes) and {STAMP}; commit both", object.len());
+    fs::write(
+        root.join(STAMP),
+        stamp_text(&sources_hash(root)?, &object, &toolchain),
+    )?;
+    eprintln!(
+        "xtask: wrote {OBJECT} ({} bytes) and {STAMP}; commit both",
+        object.len()
+    );
     Ok(())
 }
 
@@ -153,7 +172,10 @@ pub fn check(root: &Path) -> Result<()> {
     match toolchain_version() {
         None => eprintln!("xtask: eBPF toolchain absent: checked the stamp only, not a rebuild"),
         Some(tc) if Some(tc.as_str()) != stamp_field(&stamp, "toolchain") => {
-            bail!("the object was built with `{}`, this machine has `{tc}`: cannot reproduce it", stamp_field(&stamp, "toolchain").unwrap_or("?"));
+            bail!(
+                "the object was built with `{}`, this machine has `{tc}`: cannot reproduce it",
+                stamp_field(&stamp, "toolchain").unwrap_or("?")
+            );
         }
         Some(_) => {
             let dir = ebpf_target_dir(root).join("check");

@@ -1,8 +1,8 @@
 //! Developer tasks: build the committed eBPF object (and check it matches its
 //! sources), run every test, run the demo lab.
 
-mod deps;
 mod demo;
+mod deps;
 mod ebpf;
 
 use std::{
@@ -63,7 +63,10 @@ fn main() -> Result<()> {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -102,7 +105,15 @@ fn require_root(what: &str) -> Result<()> {
 fn build_agent() -> Result<PathBuf> {
     eprintln!("xtask: building origin-tracer");
     let out = cargo()
-        .args(["build", "--release", "-p", "tracer-user", "--bin", "origin-tracer", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "tracer-user",
+            "--bin",
+            "origin-tracer",
+            "--message-format=json-render-diagnostics",
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running cargo build")?;
@@ -110,7 +121,9 @@ fn build_agent() -> Result<PathBuf> {
         bail!("building origin-tracer failed");
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if v["reason"] == "compiler-artifact" && v["target"]["name"] == "origin-tracer" {
             if let Some(exe) = v["executable"].as_str() {
                 return Ok(PathBuf::from(exe));
@@ -131,8 +144,10 @@ fn test(no_root: bool, filter: &[String]) -> Result<()> {
     deps::ensure_lab_tools()?;
     let bin = build_agent()?;
     eprintln!("xtask: privileged lab tests with {}", bin.display());
+    // Every privileged test of the workspace: the TC programs on synthetic
+    // frames, then the network-namespace lab; one at a time.
     run(cargo()
-        .args(["test", "-p", "integration-tests", "--", "--ignored", "--test-threads=1"])
+        .args(["test", "--workspace", "--", "--ignored", "--test-threads=1"])
         .args(filter)
         .env("ORIGIN_TRACER_BIN", &bin))
 }

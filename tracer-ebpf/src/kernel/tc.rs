@@ -57,7 +57,13 @@ fn handle(ctx: &TcContext, ingress: bool) -> Option<()> {
 
 #[inline(always)]
 fn parse_ip(ctx: &TcContext, proto: u16, l2: usize) -> Option<Ip> {
-    let mut ip = Ip { family: FAMILY_V4, proto: 0, src: [0; 16], dst: [0; 16], l4: 0 };
+    let mut ip = Ip {
+        family: FAMILY_V4,
+        proto: 0,
+        src: [0; 16],
+        dst: [0; 16],
+        l4: 0,
+    };
     if proto == ETH_P_IP {
         let h: [u8; 20] = ctx.load(l2).ok()?;
         let ihl = usize::from(h[0] & 0x0f) * 4;
@@ -82,13 +88,17 @@ fn parse_ip(ctx: &TcContext, proto: u16, l2: usize) -> Option<Ip> {
 
 #[inline(always)]
 fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
-    let th: [u8; 14] = ctx.load(ip.l4).ok()?;
+    // The whole fixed header must be there, options aside.
+    let th: [u8; 20] = ctx.load(ip.l4).ok()?;
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
     let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
     let flags = u32::from(th[13]);
-    let (origin_port, edge_port, edge, origin) =
-        if ingress { (dport, sport, &ip.src, &ip.dst) } else { (sport, dport, &ip.dst, &ip.src) };
+    let (origin_port, edge_port, edge, origin) = if ingress {
+        (dport, sport, &ip.src, &ip.dst)
+    } else {
+        (sport, dport, &ip.dst, &ip.src)
+    };
     if !port_watched(origin_port) || !is_edge(ip.family, edge) {
         return None;
     }
@@ -104,11 +114,18 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     let syn = flags & tcp_flag::SYN != 0;
     let ack = flags & tcp_flag::ACK != 0;
     if flags & tcp_flag::RST != 0 {
-        ev.kind = if ingress { kind::EDGE_RST } else { kind::ORIGIN_RST };
+        ev.kind = if ingress {
+            kind::EDGE_RST
+        } else {
+            kind::ORIGIN_RST
+        };
         let _ = FLOWS.remove(&key);
     } else if ingress && syn && !ack {
         ev.kind = kind::EDGE_SYN;
-        let value = FlowValue { state: flow_state::SYN_SEEN, _pad: 0 };
+        let value = FlowValue {
+            state: flow_state::SYN_SEEN,
+            _pad: 0,
+        };
         if FLOWS.insert(&key, &value, 0).is_err() {
             bump(tracer_ebpf::counter::FLOW_INSERT_ERRORS);
         }
@@ -118,7 +135,11 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         // Anything else matters only for flows whose SYN we saw.
         let state = FLOWS.get_ptr_mut(&key)?;
         if flags & tcp_flag::FIN != 0 {
-            ev.kind = if ingress { kind::EDGE_FIN } else { kind::ORIGIN_FIN };
+            ev.kind = if ingress {
+                kind::EDGE_FIN
+            } else {
+                kind::ORIGIN_FIN
+            };
         } else if ingress && ack {
             // SAFETY: LRU value pointer valid for this program run.
             if unsafe { (*state).state } != flow_state::SYN_SEEN {
@@ -165,7 +186,8 @@ fn icmp(ctx: &TcContext, ip: &Ip, ifindex: u32) -> Option<()> {
     if proto_inner != IPPROTO_TCP {
         return None;
     }
-    let th: [u8; 14] = ctx.load(inner_l4).ok()?;
+    // RFC 792 quotes at least 8 bytes of the transport header: ports and seq.
+    let th: [u8; 8] = ctx.load(inner_l4).ok()?;
     let edge_port = u16::from_be_bytes([th[0], th[1]]);
     let origin_port = u16::from_be_bytes([th[2], th[3]]);
     if !port_watched(origin_port) || !is_edge(ip.family, &ip.dst) {
@@ -176,7 +198,6 @@ fn icmp(ctx: &TcContext, ip: &Ip, ifindex: u32) -> Option<()> {
     ev.origin_addr = inner_dst;
     ev.edge_port = edge_port;
     ev.origin_port = origin_port;
-    ev.tcp_flags = u32::from(th[13]);
     ev.seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
     ev.ifindex = ifindex;
     ev.aux0 = u32::from(head[0]);

@@ -6,7 +6,9 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use tracer_ebpf::{addr_layout, counter, kind, tp_index, RawEvent, FAMILY_V4, FAMILY_V6};
 
-use super::maps::{blank_event, bump, emit, is_edge, port_watched, DROP_LAYOUT, SETTINGS, TP_LAYOUTS};
+use super::maps::{
+    blank_event, bump, emit, is_edge, port_watched, DROP_LAYOUT, SETTINGS, TP_LAYOUTS,
+};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -124,8 +126,16 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     if !port_watched(ev.origin_port) || !is_edge(ev.family, &ev.edge_addr) {
         return None;
     }
-    ev.aux0 = if layout.extra0 == ABSENT { ABSENT } else { field::<u32>(ctx, layout.extra0)? };
-    ev.aux1 = if layout.extra1 == ABSENT { ABSENT } else { field::<u32>(ctx, layout.extra1)? };
+    ev.aux0 = if layout.extra0 == ABSENT {
+        ABSENT
+    } else {
+        field::<u32>(ctx, layout.extra0)?
+    };
+    ev.aux1 = if layout.extra1 == ABSENT {
+        ABSENT
+    } else {
+        field::<u32>(ctx, layout.extra1)?
+    };
     if event_kind == kind::KERNEL_SET_STATE {
         // Only the handshake's outcome and the end of a connection matter.
         let settings = SETTINGS.get(0)?;

@@ -2,12 +2,7 @@
 //! or netlink tc) and taking everything down again, including leftovers of an
 //! earlier run that was killed.
 
-use std::{
-    fs,
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
-    process::Command,
-};
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf, process::Command};
 
 use anyhow::{bail, Context, Result};
 use aya::{
@@ -75,12 +70,17 @@ fn netns_inode() -> u64 {
 /// Marks "this run created clsact on IFACE", so that a later run can remove
 /// it if this one is killed before it can.
 fn qdisc_marker(iface: &str) -> PathBuf {
-    PathBuf::from(format!("/run/origin-tracer/clsact-{}-{iface}", netns_inode()))
+    PathBuf::from(format!(
+        "/run/origin-tracer/clsact-{}-{iface}",
+        netns_inode()
+    ))
 }
 
 fn tc_cmd(args: &[&str]) -> Option<String> {
     let out = Command::new("tc").args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn delete_clsact(iface: &str) -> bool {
@@ -91,7 +91,10 @@ fn delete_clsact(iface: &str) -> bool {
 /// created if nothing else uses it.
 fn remove_stale(iface: &str) -> Vec<String> {
     let mut removed = Vec::new();
-    for (dir, label) in [(TcAttachType::Ingress, "ingress"), (TcAttachType::Egress, "egress")] {
+    for (dir, label) in [
+        (TcAttachType::Ingress, "ingress"),
+        (TcAttachType::Egress, "egress"),
+    ] {
         for prog in [names::TC_INGRESS, names::TC_EGRESS] {
             if tc::qdisc_detach_program(iface, dir, prog).is_ok() {
                 removed.push(format!("tc filter {prog} on {iface} {label}"));
@@ -100,7 +103,9 @@ fn remove_stale(iface: &str) -> Vec<String> {
     }
     let marker = qdisc_marker(iface);
     if marker.exists() {
-        let empty = |dir: &str| tc_cmd(&["filter", "show", "dev", iface, dir]).is_some_and(|o| o.trim().is_empty());
+        let empty = |dir: &str| {
+            tc_cmd(&["filter", "show", "dev", iface, dir]).is_some_and(|o| o.trim().is_empty())
+        };
         if empty("ingress") && empty("egress") && delete_clsact(iface) {
             removed.push(format!("clsact qdisc on {iface}"));
         }
@@ -110,11 +115,24 @@ fn remove_stale(iface: &str) -> Vec<String> {
 }
 
 fn load_object() -> Result<Ebpf> {
-    EbpfLoader::new().load(OBJECT).context("loading the eBPF object into the kernel")
+    EbpfLoader::new()
+        .load(OBJECT)
+        .context("loading the eBPF object into the kernel")
+}
+
+/// The object with its configuration maps filled and nothing loaded or
+/// attached: for running the programs on synthetic packets
+/// (`BPF_PROG_TEST_RUN`) in tests and benchmarks. Tracepoint layouts are left
+/// absent, so the tracepoint programs would do nothing.
+pub fn load_configured(s: &Settings, ifaces: &[Iface], names_: &KernelNames) -> Result<Ebpf> {
+    let mut ebpf = load_object()?;
+    fill_maps(&mut ebpf, s, ifaces, names_, None, &[])?;
+    Ok(ebpf)
 }
 
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
-    ebpf.map_mut(name).with_context(|| format!("eBPF object lacks map {name}"))
+    ebpf.map_mut(name)
+        .with_context(|| format!("eBPF object lacks map {name}"))
 }
 
 /// Fill the configuration maps. They stay owned by `ebpf`: programs loaded
@@ -128,7 +146,8 @@ fn fill_maps(
     tp: &[(u32, TpLayout)],
 ) -> Result<()> {
     {
-        let mut v4: LpmTrie<&mut MapData, [u8; 4], u8> = map_mut(ebpf, names::EDGE_V4)?.try_into()?;
+        let mut v4: LpmTrie<&mut MapData, [u8; 4], u8> =
+            map_mut(ebpf, names::EDGE_V4)?.try_into()?;
         for Cidr { addr, prefix_len } in s.ranges.v4() {
             if let std::net::IpAddr::V4(a) = addr {
                 v4.insert(&Key::new(u32::from(*prefix_len), a.octets()), 1, 0)?;
@@ -136,7 +155,8 @@ fn fill_maps(
         }
     }
     {
-        let mut v6: LpmTrie<&mut MapData, [u8; 16], u8> = map_mut(ebpf, names::EDGE_V6)?.try_into()?;
+        let mut v6: LpmTrie<&mut MapData, [u8; 16], u8> =
+            map_mut(ebpf, names::EDGE_V6)?.try_into()?;
         for Cidr { addr, prefix_len } in s.ranges.v6() {
             if let std::net::IpAddr::V6(a) = addr {
                 v6.insert(&Key::new(u32::from(*prefix_len), a.octets()), 1, 0)?;
@@ -150,7 +170,8 @@ fn fill_maps(
         }
     }
     {
-        let mut settings: Array<&mut MapData, tracer_ebpf::Settings> = map_mut(ebpf, names::SETTINGS)?.try_into()?;
+        let mut settings: Array<&mut MapData, tracer_ebpf::Settings> =
+            map_mut(ebpf, names::SETTINGS)?.try_into()?;
         settings.set(0, layout::settings(names_, s.all_sources), 0)?;
     }
     {
@@ -160,7 +181,8 @@ fn fill_maps(
         }
     }
     if let Some(l) = drop_layout {
-        let mut m: Array<&mut MapData, DropLayout> = map_mut(ebpf, names::DROP_LAYOUT)?.try_into()?;
+        let mut m: Array<&mut MapData, DropLayout> =
+            map_mut(ebpf, names::DROP_LAYOUT)?.try_into()?;
         m.set(0, l, 0)?;
     }
     let mut m: Array<&mut MapData, TpLayout> = map_mut(ebpf, names::TP_LAYOUTS)?.try_into()?;
@@ -170,7 +192,12 @@ fn fill_maps(
     Ok(())
 }
 
-fn attach_tc(ebpf: &mut Ebpf, ifaces: &[Iface], mode: AttachMode, our_qdiscs: &mut Vec<String>) -> Result<&'static str> {
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    ifaces: &[Iface],
+    mode: AttachMode,
+    our_qdiscs: &mut Vec<String>,
+) -> Result<&'static str> {
     let tcx_possible = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let use_tcx = match mode {
         AttachMode::Tcx if !tcx_possible => bail!("--attach-mode tcx needs Linux 6.6 or later"),
@@ -178,16 +205,24 @@ fn attach_tc(ebpf: &mut Ebpf, ifaces: &[Iface], mode: AttachMode, our_qdiscs: &m
         AttachMode::Netlink => false,
         AttachMode::Auto => tcx_possible,
     };
-    for (prog_name, dir) in [(names::TC_INGRESS, TcAttachType::Ingress), (names::TC_EGRESS, TcAttachType::Egress)] {
+    for (prog_name, dir) in [
+        (names::TC_INGRESS, TcAttachType::Ingress),
+        (names::TC_EGRESS, TcAttachType::Egress),
+    ] {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(prog_name)
             .with_context(|| format!("eBPF object lacks program {prog_name}"))?
             .try_into()?;
-        prog.load().with_context(|| format!("the kernel refused program {prog_name}"))?;
+        prog.load()
+            .with_context(|| format!("the kernel refused program {prog_name}"))?;
         for iface in ifaces {
             if use_tcx {
-                prog.attach_with_options(&iface.name, dir, TcAttachOptions::TcxOrder(LinkOrder::default()))
-                    .with_context(|| format!("attaching {prog_name} to {} through TCX", iface.name))?;
+                prog.attach_with_options(
+                    &iface.name,
+                    dir,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .with_context(|| format!("attaching {prog_name} to {} through TCX", iface.name))?;
             } else {
                 if !our_qdiscs.contains(&iface.name) {
                     match tc::qdisc_add_clsact(&iface.name) {
@@ -197,26 +232,44 @@ fn attach_tc(ebpf: &mut Ebpf, ifaces: &[Iface], mode: AttachMode, our_qdiscs: &m
                             let _ = fs::create_dir_all(marker.parent().unwrap_or(&marker));
                             let _ = fs::write(&marker, std::process::id().to_string());
                         }
-                        Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                        Err(e) => return Err(e).with_context(|| format!("adding the clsact qdisc to {}", iface.name)),
+                        Err(tc::TcError::NetlinkError(e))
+                            if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| {
+                                format!("adding the clsact qdisc to {}", iface.name)
+                            })
+                        }
                     }
                 }
-                prog.attach_with_options(&iface.name, dir, TcAttachOptions::Netlink(NlOptions::default()))
-                    .with_context(|| format!("attaching {prog_name} to {} through netlink tc", iface.name))?;
+                prog.attach_with_options(
+                    &iface.name,
+                    dir,
+                    TcAttachOptions::Netlink(NlOptions::default()),
+                )
+                .with_context(|| {
+                    format!("attaching {prog_name} to {} through netlink tc", iface.name)
+                })?;
             }
         }
     }
     Ok(if use_tcx { "tcx" } else { "netlink" })
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), String> {
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<(), String> {
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
         .ok_or_else(|| format!("eBPF object lacks program {program}"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
-    prog.load().map_err(|e| format!("the kernel refused the program: {e}"))?;
-    prog.attach(category, name).map_err(|e| format!("attach failed: {e}"))?;
+    prog.load()
+        .map_err(|e| format!("the kernel refused the program: {e}"))?;
+    prog.attach(category, name)
+        .map_err(|e| format!("attach failed: {e}"))?;
     Ok(())
 }
 
@@ -227,9 +280,17 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
     let kfree = read("skb", "kfree_skb").context("reading skb:kfree_skb's format")?;
     let sock_formats: Vec<_> = SOCK_PROBES
         .iter()
-        .map(|p| read(p.category, p.name).with_context(|| format!("reading {}:{}'s format", p.category, p.name)))
+        .map(|p| {
+            read(p.category, p.name)
+                .with_context(|| format!("reading {}:{}'s format", p.category, p.name))
+        })
         .collect::<Result<_>>()?;
-    let names_ = layout::kernel_names(kfree.as_ref(), sock_formats[0].as_ref(), sock_formats[3].as_ref(), btf);
+    let names_ = layout::kernel_names(
+        kfree.as_ref(),
+        sock_formats[0].as_ref(),
+        sock_formats[3].as_ref(),
+        btf,
+    );
 
     let mut stale_removed = Vec::new();
     for i in ifaces {
@@ -245,7 +306,10 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         .iter()
         .zip(&sock_formats)
         .map(|(probe, format)| match format {
-            None => Err(format!("this kernel has no {}:{} tracepoint", probe.category, probe.name)),
+            None => Err(format!(
+                "this kernel has no {}:{} tracepoint",
+                probe.category, probe.name
+            )),
             Some(f) => layout::sock_layout(f, probe),
         })
         .collect();
@@ -256,7 +320,14 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         .collect();
 
     let mut ebpf = load_object()?;
-    fill_maps(&mut ebpf, s, ifaces, &names_, drop_layout.as_ref().ok().copied(), &tp)?;
+    fill_maps(
+        &mut ebpf,
+        s,
+        ifaces,
+        &names_,
+        drop_layout.as_ref().ok().copied(),
+        &tp,
+    )?;
 
     let mut our_qdiscs = Vec::new();
     let mode = match attach_tc(&mut ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
@@ -270,14 +341,25 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
             return Err(e);
         }
     };
-    let mut probes: Vec<Probe> =
-        ["tc_ingress", "tc_egress"].iter().map(|n| Probe { name: (*n).into(), attached: true, reason: None }).collect();
+    let mut probes: Vec<Probe> = ["tc_ingress", "tc_egress"]
+        .iter()
+        .map(|n| Probe {
+            name: (*n).into(),
+            attached: true,
+            reason: None,
+        })
+        .collect();
 
-    let kfree_result =
-        drop_layout.and_then(|_| attach_tracepoint(&mut ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
-    probes.push(Probe { name: "skb:kfree_skb".into(), attached: kfree_result.is_ok(), reason: kfree_result.err() });
+    let kfree_result = drop_layout
+        .and_then(|_| attach_tracepoint(&mut ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
+    probes.push(Probe {
+        name: "skb:kfree_skb".into(),
+        attached: kfree_result.is_ok(),
+        reason: kfree_result.err(),
+    });
     for (probe, layout) in SOCK_PROBES.iter().zip(sock_layouts) {
-        let result = layout.and_then(|_| attach_tracepoint(&mut ebpf, probe.program, probe.category, probe.name));
+        let result = layout
+            .and_then(|_| attach_tracepoint(&mut ebpf, probe.program, probe.category, probe.name));
         probes.push(Probe {
             name: format!("{}:{}", probe.category, probe.name),
             attached: result.is_ok(),
@@ -285,8 +367,14 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         });
     }
 
-    let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("eBPF object lacks EVENTS")?)?;
-    let counters = PerCpuArray::try_from(ebpf.take_map(names::COUNTERS).context("eBPF object lacks COUNTERS")?)?;
+    let events = RingBuf::try_from(
+        ebpf.take_map(names::EVENTS)
+            .context("eBPF object lacks EVENTS")?,
+    )?;
+    let counters = PerCpuArray::try_from(
+        ebpf.take_map(names::COUNTERS)
+            .context("eBPF object lacks COUNTERS")?,
+    )?;
     Ok(Kernel {
         events: Some(events),
         counters,
@@ -318,7 +406,9 @@ impl Kernel {
         self.ebpf.take();
         for q in self.our_qdiscs.drain(..) {
             if !delete_clsact(&q) {
-                tracing::warn!("could not remove the clsact qdisc from {q}: run `tc qdisc del dev {q} clsact`");
+                tracing::warn!(
+                    "could not remove the clsact qdisc from {q}: run `tc qdisc del dev {q} clsact`"
+                );
             }
             let _ = fs::remove_file(qdisc_marker(&q));
         }

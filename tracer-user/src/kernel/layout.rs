@@ -73,13 +73,17 @@ pub fn sock_layout(format: &Format, probe: &SockProbe) -> Result<TpLayout, Strin
         offset_if(format, "saddr_v6", 16, Some(16)),
         offset_if(format, "daddr_v6", 16, Some(16)),
     );
-    if let (Some(family), Some(sport), Some(dport), Some(saddr), Some(daddr), Some(s6), Some(d6)) = split {
-        l.addr_layout = addr_layout::SPLIT;
-        (l.family, l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6) =
-            (family, sport, dport, saddr, daddr, s6, d6);
-    } else if let (Some(saddr), Some(daddr)) =
-        (offset_if(format, "saddr", 28, Some(28)), offset_if(format, "daddr", 28, Some(28)))
+    if let (Some(family), Some(sport), Some(dport), Some(saddr), Some(daddr), Some(s6), Some(d6)) =
+        split
     {
+        l.addr_layout = addr_layout::SPLIT;
+        (
+            l.family, l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6,
+        ) = (family, sport, dport, saddr, daddr, s6, d6);
+    } else if let (Some(saddr), Some(daddr)) = (
+        offset_if(format, "saddr", 28, Some(28)),
+        offset_if(format, "daddr", 28, Some(28)),
+    ) {
         l.addr_layout = addr_layout::SOCKADDR;
         l.saddr = saddr;
         l.daddr = daddr;
@@ -94,7 +98,10 @@ pub fn sock_layout(format: &Format, probe: &SockProbe) -> Result<TpLayout, Strin
             return Err(format!("its format lacks the field {needed}"));
         }
     }
-    let extra = |name: Option<&str>| name.and_then(|n| offset_if(format, n, 4, None)).unwrap_or(u32::MAX);
+    let extra = |name: Option<&str>| {
+        name.and_then(|n| offset_if(format, n, 4, None))
+            .unwrap_or(u32::MAX)
+    };
     l.extra0 = extra(probe.extras.0);
     l.extra1 = extra(probe.extras.1);
     Ok(l)
@@ -110,8 +117,12 @@ pub fn drop_layout(format: &Format, btf: &Btf) -> Result<DropLayout, String> {
     let tp_protocol = need("protocol", 2)?;
     let tp_reason = need("reason", 4)?;
     let member = |m: &str, size: u32| -> Result<u32, String> {
-        let off = btf.member_offset("sk_buff", m).map_err(|e| format!("BTF: sk_buff.{m}: {e}"))?;
-        let got = btf.member_size("sk_buff", m).map_err(|e| format!("BTF: sk_buff.{m}: {e}"))?;
+        let off = btf
+            .member_offset("sk_buff", m)
+            .map_err(|e| format!("BTF: sk_buff.{m}: {e}"))?;
+        let got = btf
+            .member_size("sk_buff", m)
+            .map_err(|e| format!("BTF: sk_buff.{m}: {e}"))?;
         if got != size {
             return Err(format!("BTF: sk_buff.{m} is {got} bytes, expected {size}"));
         }
@@ -129,14 +140,24 @@ pub fn drop_layout(format: &Format, btf: &Btf) -> Result<DropLayout, String> {
 
 fn from_symbols(format: Option<&Format>, field: &str) -> Option<HashMap<u32, String>> {
     let symbols = format?.symbols(field)?;
-    Some(symbols.into_iter().filter_map(|(k, v)| Some((u32::try_from(k).ok()?, v))).collect())
+    Some(
+        symbols
+            .into_iter()
+            .filter_map(|(k, v)| Some((u32::try_from(k).ok()?, v)))
+            .collect(),
+    )
 }
 
 fn from_btf_enum(btf: &Btf, name: &str, prefix: &str) -> HashMap<u32, String> {
     btf.enum_values(name)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(n, v)| Some((u32::try_from(v).ok()?, n.strip_prefix(prefix).unwrap_or(&n).to_owned())))
+        .filter_map(|(n, v)| {
+            Some((
+                u32::try_from(v).ok()?,
+                n.strip_prefix(prefix).unwrap_or(&n).to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -171,13 +192,21 @@ pub fn kernel_names(
         .filter_map(|n| Some((u32::try_from(btf.enumerator(n)?).ok()?, (*n).to_owned())))
         .collect()
     });
-    KernelNames { drop_reasons, reset_reasons, tcp_states }
+    KernelNames {
+        drop_reasons,
+        reset_reasons,
+        tcp_states,
+    }
 }
 
 /// The global settings map, with TCP state values from the running kernel.
 pub fn settings(names: &KernelNames, all_sources: bool) -> Settings {
     let state = |name: &str| {
-        names.tcp_states.iter().find(|(_, n)| n.as_str() == name).map_or(u32::MAX - 1, |(v, _)| *v)
+        names
+            .tcp_states
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map_or(u32::MAX - 1, |(v, _)| *v)
     };
     Settings {
         all_sources: u32::from(all_sources),
@@ -227,7 +256,9 @@ mod tests {
         assert!(err.contains("address"), "{err}");
         // inet_sock_set_state needs its state fields.
         let reset = format("tcp_receive_reset");
-        assert!(sock_layout(&reset, &SOCK_PROBES[3]).unwrap_err().contains("oldstate"));
+        assert!(sock_layout(&reset, &SOCK_PROBES[3])
+            .unwrap_err()
+            .contains("oldstate"));
     }
 
     #[test]
@@ -247,11 +278,23 @@ mod tests {
         assert_eq!((s.tcp_syn_recv, s.tcp_close, s.tcp_established), (3, 7, 1));
         // Without formats, BTF names the same values.
         let from_btf = kernel_names(None, None, None, &btf);
-        let netfilter = from_btf.drop_reasons.iter().find(|(_, n)| n.as_str() == "NETFILTER_DROP");
+        let netfilter = from_btf
+            .drop_reasons
+            .iter()
+            .find(|(_, n)| n.as_str() == "NETFILTER_DROP");
         assert!(netfilter.is_some());
-        assert_eq!(from_btf.tcp_states.get(&settings(&names, false).tcp_syn_recv).map(String::as_str), Some("TCP_SYN_RECV"));
+        assert_eq!(
+            from_btf
+                .tcp_states
+                .get(&settings(&names, false).tcp_syn_recv)
+                .map(String::as_str),
+            Some("TCP_SYN_RECV")
+        );
         let layout = drop_layout(&kfree, &btf).unwrap();
-        assert_eq!((layout.tp_skbaddr, layout.tp_protocol, layout.tp_reason), (8, 32, 36));
+        assert_eq!(
+            (layout.tp_skbaddr, layout.tp_protocol, layout.tp_reason),
+            (8, 32, 36)
+        );
         assert_ne!(layout.skb_head, layout.skb_network_header);
     }
 }

@@ -81,7 +81,11 @@ fn iface(name: &str) -> Result<Iface> {
         Some("1" | "772") => 14,
         _ => 0,
     };
-    Ok(Iface { name: name.to_owned(), ifindex, l2_len })
+    Ok(Iface {
+        name: name.to_owned(),
+        ifindex,
+        l2_len,
+    })
 }
 
 fn is_up(name: &str) -> bool {
@@ -123,7 +127,10 @@ mod tests {
         assert_eq!(missing_privileges(root), None);
         let nobody = "CapEff:\t0000000000000000\n";
         let why = missing_privileges(nobody).unwrap();
-        assert!(why.contains("root") && why.contains("CAP_BPF") && why.contains("CAP_NET_ADMIN"), "{why}");
+        assert!(
+            why.contains("root") && why.contains("CAP_BPF") && why.contains("CAP_NET_ADMIN"),
+            "{why}"
+        );
         // CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN without CAP_SYS_ADMIN is enough.
         let caps = (1u64 << 39) | (1u64 << 38) | (1u64 << 12);
         assert_eq!(missing_privileges(&format!("CapEff:\t{caps:016x}\n")), None);
@@ -133,7 +140,10 @@ mod tests {
     #[test]
     fn unknown_interfaces_are_refused() {
         let err = interfaces(&["nosuch0".into()]).unwrap_err().to_string();
-        assert!(err.contains("nosuch0") && err.contains("does not exist"), "{err}");
+        assert!(
+            err.contains("nosuch0") && err.contains("does not exist"),
+            "{err}"
+        );
         assert!(interfaces(&["../lo".into()]).is_err());
     }
 }

@@ -11,11 +11,14 @@ use crate::event::ListenOverflow;
 pub fn listen_overflows(netstat: &str) -> Option<u64> {
     let mut lines = netstat.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
-        let (Some(("TcpExt", names)), Some(("TcpExt", values))) = (names.split_once(':'), values.split_once(':'))
+        let (Some(("TcpExt", names)), Some(("TcpExt", values))) =
+            (names.split_once(':'), values.split_once(':'))
         else {
             continue;
         };
-        let index = names.split_whitespace().position(|n| n == "ListenOverflows")?;
+        let index = names
+            .split_whitespace()
+            .position(|n| n == "ListenOverflows")?;
         return values.split_whitespace().nth(index)?.parse().ok();
     }
     None
@@ -27,15 +30,20 @@ pub fn listener_queues(tcp: &str) -> Vec<(u16, u32)> {
     let mut out = Vec::new();
     for line in tcp.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(state), Some(queues)) = (cols.get(1), cols.get(3), cols.get(4)) else {
+        let (Some(local), Some(state), Some(queues)) = (cols.get(1), cols.get(3), cols.get(4))
+        else {
             continue;
         };
         // 0A = TCP_LISTEN; for listeners rx_queue is the accept queue length.
         if *state != "0A" {
             continue;
         }
-        let port = local.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-        let rx = queues.split_once(':').and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
+        let port = local
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        let rx = queues
+            .split_once(':')
+            .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
         if let (Some(port), Some(rx)) = (port, rx) {
             if rx > 0 {
                 out.push((port, rx));
@@ -54,13 +62,19 @@ pub struct OverflowPoller {
 
 impl OverflowPoller {
     pub fn new(ports: &[u16]) -> Self {
-        let mut p = Self { last: None, ports: ports.to_vec() };
+        let mut p = Self {
+            last: None,
+            ports: ports.to_vec(),
+        };
         p.last = Self::read_counter();
         p
     }
 
     fn read_counter() -> Option<u64> {
-        fs::read_to_string("/proc/net/netstat").ok().as_deref().and_then(listen_overflows)
+        fs::read_to_string("/proc/net/netstat")
+            .ok()
+            .as_deref()
+            .and_then(listen_overflows)
     }
 
     /// Whether the counter can be read at all (reported at start-up).
@@ -77,12 +91,20 @@ impl OverflowPoller {
         let mut queues = Vec::new();
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
             if let Ok(text) = fs::read_to_string(file) {
-                queues.extend(listener_queues(&text).into_iter().filter(|(p, _)| self.ports.contains(p)));
+                queues.extend(
+                    listener_queues(&text)
+                        .into_iter()
+                        .filter(|(p, _)| self.ports.contains(p)),
+                );
             }
         }
         queues.sort_unstable();
         queues.dedup_by_key(|q| q.0);
-        Some(ListenOverflow { ts_ns: now_ns, count: value - previous, queues })
+        Some(ListenOverflow {
+            ts_ns: now_ns,
+            count: value - previous,
+            queues,
+        })
     }
 }
 
@@ -95,7 +117,10 @@ mod tests {
         let text = "TcpExt: SyncookiesSent SyncookiesRecv ListenOverflows ListenDrops\nTcpExt: 0 0 12 12\nIpExt: InNoRoutes\nIpExt: 0\n";
         assert_eq!(listen_overflows(text), Some(12));
         assert_eq!(listen_overflows("IpExt: A\nIpExt: 1\n"), None);
-        assert_eq!(listen_overflows("TcpExt: ListenOverflows\nTcpExt: x\n"), None);
+        assert_eq!(
+            listen_overflows("TcpExt: ListenOverflows\nTcpExt: x\n"),
+            None
+        );
         assert_eq!(listen_overflows(""), None);
     }
 

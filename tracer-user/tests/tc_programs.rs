@@ -1,0 +1,247 @@
+//! The TC programs on synthetic frames through BPF_PROG_TEST_RUN (root):
+//! matching segments become events, everything else (other sources, other
+//! ports, non-IP, truncated or malformed headers) passes untouched and silent.
+
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{SchedClassifier, TestRun, TestRunOptions},
+    Ebpf,
+};
+use clap::Parser;
+use etherparse::PacketBuilder;
+use tracer_ebpf::{kind, RawEvent};
+use tracer_user::{
+    cli::Args,
+    event::{read_raw, KernelNames},
+    kernel::attach::load_configured,
+};
+
+const EDGE4: [u8; 4] = [198, 18, 9, 1];
+const ORIGIN4: [u8; 4] = [198, 18, 9, 2];
+const OTHER4: [u8; 4] = [198, 19, 9, 1];
+const EDGE6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ORIGIN6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+/// TC_ACT_UNSPEC (-1): "no opinion", the packet goes on unchanged.
+const UNSPEC: u32 = u32::MAX;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+struct Rig {
+    ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let args = Args::try_parse_from([
+            "origin-tracer",
+            "--format",
+            "json",
+            "-p",
+            "443",
+            "--edge-ranges",
+            "198.18.9.1/32,2001:db8:9::1/128",
+        ])
+        .unwrap();
+        let mut ebpf =
+            load_configured(&args.resolve().unwrap(), &[], &KernelNames::default()).unwrap();
+        for name in ["otr_tc_ingress", "otr_tc_egress"] {
+            let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            p.load().unwrap();
+        }
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
+        Self { ebpf, ring }
+    }
+
+    /// Run a program on a frame; assert it passed the frame on unchanged and
+    /// return the events it emitted.
+    fn run(&mut self, program: &str, frame: &[u8]) -> Vec<RawEvent> {
+        let p: &SchedClassifier = self.ebpf.program(program).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 64];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        let result = p
+            .test_run(opts)
+            .unwrap_or_else(|e| panic!("test_run on {} bytes: {e}", frame.len()));
+        assert_eq!(
+            result.return_value, UNSPEC,
+            "{program} must never decide a packet's fate"
+        );
+        assert_eq!(
+            &out[..result.data_size_out as usize],
+            frame,
+            "{program} altered the packet"
+        );
+        let mut events = Vec::new();
+        while let Some(item) = self.ring.next() {
+            events.push(read_raw(&item).unwrap());
+        }
+        events
+    }
+}
+
+fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: &str) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
+    let b = b.tcp(sport, dport, 1000, 64_240);
+    let b = if flags.contains('S') { b.syn() } else { b };
+    let b = if flags.contains('A') { b.ack(1) } else { b };
+    let b = if flags.contains('R') { b.rst() } else { b };
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn tcp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv6(src, dst, 64)
+        .tcp(sport, dport, 7, 64_240)
+        .syn();
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn ingress_reports_edge_syns_only() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let mut rig = Rig::new();
+    let ev = rig.run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 40_000, 443, "S"));
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].kind, kind::EDGE_SYN);
+    assert_eq!(
+        (&ev[0].edge_addr[..4], &ev[0].origin_addr[..4]),
+        (&EDGE4[..], &ORIGIN4[..])
+    );
+    assert_eq!((ev[0].edge_port, ev[0].origin_port), (40_000, 443));
+    // The handshake's ACK of that tracked flow, once.
+    assert_eq!(
+        rig.run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 40_000, 443, "A"))[0].kind,
+        kind::EDGE_ACK
+    );
+    assert!(rig
+        .run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 40_000, 443, "A"))
+        .is_empty());
+    // Not an edge address, not a watched port, an untracked flow's ACK.
+    assert!(rig
+        .run("otr_tc_ingress", &tcp4(OTHER4, ORIGIN4, 40_001, 443, "S"))
+        .is_empty());
+    assert!(rig
+        .run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 40_002, 80, "S"))
+        .is_empty());
+    assert!(rig
+        .run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 40_003, 443, "A"))
+        .is_empty());
+    let v6 = rig.run("otr_tc_ingress", &tcp6(EDGE6, ORIGIN6, 40_004, 443));
+    assert_eq!(v6.len(), 1);
+    assert_eq!(
+        (v6[0].family, v6[0].edge_addr),
+        (tracer_ebpf::FAMILY_V6, EDGE6)
+    );
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn egress_reports_synacks_resets_and_icmp_about_edge_segments() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let mut rig = Rig::new();
+    let ev = rig.run("otr_tc_egress", &tcp4(ORIGIN4, EDGE4, 443, 40_000, "SA"));
+    assert_eq!(
+        (ev.len(), ev[0].kind, ev[0].edge_port),
+        (1, kind::ORIGIN_SYNACK, 40_000)
+    );
+    assert_eq!(
+        rig.run("otr_tc_egress", &tcp4(ORIGIN4, EDGE4, 443, 40_000, "RA"))[0].kind,
+        kind::ORIGIN_RST
+    );
+    assert!(rig
+        .run("otr_tc_egress", &tcp4(ORIGIN4, OTHER4, 443, 40_000, "SA"))
+        .is_empty());
+
+    // ICMP port unreachable quoting the edge's SYN (a firewall's REJECT).
+    let quoted = &tcp4(EDGE4, ORIGIN4, 40_010, 443, "S")[14..];
+    let icmp = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4(ORIGIN4, EDGE4, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+    let mut frame = Vec::new();
+    icmp.write(&mut frame, quoted).unwrap();
+    let ev = rig.run("otr_tc_egress", &frame);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].kind, ev[0].aux0, ev[0].aux1, ev[0].edge_port),
+        (kind::ORIGIN_ICMP_UNREACH, 3, 3, 40_010)
+    );
+    // The same ICMP with its quote cut short says nothing.
+    let cut = frame.len() - 16;
+    assert!(rig.run("otr_tc_egress", &frame[..cut]).is_empty());
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn malformed_frames_pass_untouched_and_silent() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let mut rig = Rig::new();
+    let good = tcp4(EDGE4, ORIGIN4, 40_020, 443, "S");
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    // Every truncation of a valid SYN below a full TCP header.
+    // (BPF_PROG_TEST_RUN refuses frames shorter than Ethernet + IPv4 headers.)
+    for len in 34..34 + 20 {
+        cases.push(good[..len].to_vec());
+    }
+    // IHL pointing past the end of the packet.
+    let mut long_ihl = good.clone();
+    long_ihl[14] = 0x4f;
+    cases.push(long_ihl);
+    // IHL below the minimum.
+    let mut short_ihl = good.clone();
+    short_ihl[14] = 0x41;
+    cases.push(short_ihl);
+    // A later fragment: no TCP header in it.
+    let mut fragment = good.clone();
+    fragment[20] = 0x00;
+    fragment[21] = 0x10;
+    cases.push(fragment);
+    // ARP, and 60 bytes of noise claiming to be IPv4 and IPv6.
+    let mut arp = good.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    cases.push(arp);
+    for ethertype in [[0x08, 0x00], [0x86, 0xdd]] {
+        let mut noise: Vec<u8> = (0u8..60).map(|i| i.wrapping_mul(37)).collect();
+        noise[12..14].copy_from_slice(&ethertype);
+        cases.push(noise);
+    }
+    // IPv6 with its TCP header cut short (BPF_PROG_TEST_RUN itself refuses
+    // frames whose IPv6 header is incomplete).
+    let v6 = tcp6(EDGE6, ORIGIN6, 40_021, 443);
+    cases.push(v6[..14 + 40 + 19].to_vec());
+    for frame in &cases {
+        for program in ["otr_tc_ingress", "otr_tc_egress"] {
+            let events = rig.run(program, frame);
+            assert!(
+                events.is_empty(),
+                "{program} reported {events:?} for malformed frame {frame:02x?}"
+            );
+        }
+    }
+}
