@@ -102,6 +102,9 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                // A wake-up lost between draining and clearing readiness
+                // costs at most one tick.
+                drain(ring.get_mut(), &kernel.names, &mut diag, &sink, &clock, all_events, &mut totals);
                 let now = monotonic_ns();
                 if now - last_poll >= POLL_COUNTERS_NS {
                     last_poll = now;

@@ -20,22 +20,39 @@ const LAB_TOOLS: &[(&str, &str)] = &[
 ];
 
 fn have(program: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).exists())
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join(program).exists())
 }
 
 pub fn ensure_lab_tools() -> Result<()> {
-    let mut missing: Vec<&str> = LAB_TOOLS.iter().filter(|(p, _)| !have(p)).map(|(_, pkg)| *pkg).collect();
+    let mut missing: Vec<&str> = LAB_TOOLS
+        .iter()
+        .filter(|(p, _)| !have(p))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
     if !have("apt-get") {
-        bail!("missing lab tools ({}) and no apt-get to install them", missing.join(" "));
+        bail!(
+            "missing lab tools ({}) and no apt-get to install them",
+            missing.join(" ")
+        );
     }
-    eprintln!("xtask: installing lab tools with apt-get: {}", missing.join(" "));
+    eprintln!(
+        "xtask: installing lab tools with apt-get: {}",
+        missing.join(" ")
+    );
     let update = Command::new("apt-get").args(["update", "-q"]).status()?;
     if !update.success() {
         bail!("apt-get update failed");
@@ -50,6 +67,8 @@ pub fn ensure_lab_tools() -> Result<()> {
     }
     // Debian starts nginx on install; the lab runs its own instances.
     let _ = Command::new("systemctl").args(["stop", "nginx"]).status();
-    let _ = Command::new("systemctl").args(["disable", "nginx"]).status();
+    let _ = Command::new("systemctl")
+        .args(["disable", "nginx"])
+        .status();
     Ok(())
 }
