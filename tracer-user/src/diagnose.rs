@@ -58,6 +58,8 @@ struct Overflow {
 
 #[derive(Debug, Default)]
 struct FlowState {
+    /// Initial sequence number of the edge's SYN.
+    isn: Option<u32>,
     first_ns: u64,
     last_ns: u64,
     evidence: Vec<Evidence>,
@@ -149,6 +151,15 @@ impl Diagnoser {
             } => is_syn(*tcp_flags),
             _ => false,
         };
+        // The same 4-tuple with a new initial sequence number is a new
+        // connection (busy clients reuse ports); the same ISN, a retransmission.
+        if starts_flow {
+            if let Some(old) = self.flows.get(&e.flow) {
+                if old.isn.is_some_and(|isn| isn != e.seq) {
+                    self.flows.remove(&e.flow);
+                }
+            }
+        }
         if !self.flows.contains_key(&e.flow) {
             if !starts_flow {
                 return;
@@ -157,6 +168,7 @@ impl Diagnoser {
             self.flows.insert(
                 e.flow,
                 FlowState {
+                    isn: Some(e.seq),
                     first_ns: e.ts_ns,
                     last_ns: e.ts_ns,
                     ..FlowState::default()

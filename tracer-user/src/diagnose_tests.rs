@@ -31,6 +31,7 @@ fn ev(t_ms: u64, port: u16, kind: K) -> Event {
         ts_ns: 1_000 * MS + t_ms * MS,
         flow: flow(port),
         kind,
+        seq: 0,
     })
 }
 
@@ -368,4 +369,36 @@ fn duplicate_syn_drops_after_a_synack_do_not_decide() {
         4_000,
     );
     assert_eq!(f.cause, Cause::SynUnanswered);
+}
+
+#[test]
+fn a_reused_four_tuple_with_a_new_isn_is_a_new_connection() {
+    let syn = |t: u64, isn: u32| {
+        Event::Flow(FlowEvent {
+            ts_ns: 1_000 * MS + t * MS,
+            flow: flow(1),
+            kind: K::SynIn,
+            seq: isn,
+        })
+    };
+    let mut d = Diagnoser::new(cfg());
+    d.on_event(&syn(0, 100));
+    d.on_event(&ev(1, 1, K::AckIn));
+    // The client reuses its port at once: a new ISN, and this one fails.
+    d.on_event(&syn(10, 5_000));
+    d.on_event(&ev(10, 1, K::RstOut));
+    let f = d.tick(1_000 * MS + 500 * MS);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].cause, Cause::NoListener);
+    assert_eq!(
+        f[0].evidence.len(),
+        2,
+        "evidence of the new connection only: {:?}",
+        f[0].evidence
+    );
+    // A retransmission (same ISN) of the failed one stays quiet.
+    d.on_event(&syn(1_000, 5_000));
+    d.on_event(&ev(1_000, 1, K::RstOut));
+    assert!(d.tick(1_000 * MS + 1_500 * MS).is_empty());
+    assert_eq!(d.stats().healthy_handshakes, 1);
 }

@@ -61,6 +61,8 @@ pub struct FlowEvent {
     pub ts_ns: u64,
     pub flow: Flow,
     pub kind: FlowEventKind,
+    /// Sequence number of the segment (the ISN for a SYN); 0 when unknown.
+    pub seq: u32,
 }
 
 /// Host-wide evidence that a listener's accept queue overflowed.
@@ -246,6 +248,7 @@ pub fn decode(raw: &RawEvent, names: &KernelNames) -> Result<FlowEvent, DecodeEr
         ts_ns: raw.ts_ns,
         flow,
         kind,
+        seq: raw.seq,
     })
 }
 

@@ -80,12 +80,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stop_at = s.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut diag = Diagnoser::new(diagnose::Config {
-        syn_timeout_ns: duration_ns(s.syn_timeout),
-        settle_ns: duration_ns(s.settle),
-        max_flows: s.max_flows,
-        ..diagnose::Config::default()
-    });
+    let mut diag = Diagnoser::new(diag_config(&s));
     let all_events = s.events == EventsMode::All;
     let mut totals = Totals::default();
     let (mut last_poll, mut last_loss_check) = (started, started);
@@ -115,9 +110,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                         diag.on_event(&Event::ListenOverflow(o));
                     }
                 }
-                for f in diag.tick(now) {
-                    sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns)));
-                }
+                decide(&mut diag, now, &sink, &clock);
                 if now - last_loss_check >= CHECK_LOSS_NS {
                     last_loss_check = now;
                     report_loss(&kernel, &sink, &clock, now, &mut totals);
@@ -140,9 +133,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
         &mut totals,
     );
     let now = monotonic_ns();
-    for f in diag.tick(now) {
-        sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns)));
-    }
+    decide(&mut diag, now, &sink, &clock);
     report_loss(&kernel, &sink, &clock, now, &mut totals);
     let counters = kernel.counters();
     drop(ring);
@@ -164,6 +155,22 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     sink.emit_wait(&summary);
     sink.finish();
     Ok(())
+}
+
+fn diag_config(s: &Settings) -> diagnose::Config {
+    diagnose::Config {
+        syn_timeout_ns: duration_ns(s.syn_timeout),
+        settle_ns: duration_ns(s.settle),
+        max_flows: s.max_flows,
+        ..diagnose::Config::default()
+    }
+}
+
+/// Let the diagnoser decide what is due and write the findings.
+fn decide(diag: &mut Diagnoser, now: u64, sink: &Sink, clock: &WallClock) {
+    for f in diag.tick(now) {
+        sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns)));
+    }
 }
 
 fn drain(

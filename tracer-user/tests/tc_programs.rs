@@ -1,4 +1,4 @@
-//! The TC programs on synthetic frames through BPF_PROG_TEST_RUN (root):
+//! The TC programs on synthetic frames through `BPF_PROG_TEST_RUN` (root):
 //! matching segments become events, everything else (other sources, other
 //! ports, non-IP, truncated or malformed headers) passes untouched and silent.
 
@@ -21,7 +21,7 @@ const ORIGIN4: [u8; 4] = [198, 18, 9, 2];
 const OTHER4: [u8; 4] = [198, 19, 9, 1];
 const EDGE6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const ORIGIN6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-/// TC_ACT_UNSPEC (-1): "no opinion", the packet goes on unchanged.
+/// `TC_ACT_UNSPEC` (-1): "no opinion", the packet goes on unchanged.
 const UNSPEC: u32 = u32::MAX;
 
 fn is_root() -> bool {

@@ -1,6 +1,7 @@
 //! Developer tasks: build the committed eBPF object (and check it matches its
 //! sources), run every test, run the demo lab.
 
+mod bench;
 mod demo;
 mod deps;
 mod ebpf;
@@ -41,6 +42,9 @@ enum Cmd {
     /// Build, create a throwaway lab, break the origin in every way and show
     /// origin-tracer naming each failure; cleans up after itself.
     Demo,
+    /// Measure what the agent costs: per-packet cost of the TC programs and
+    /// connection rate through the lab with the agent attached vs detached.
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -53,6 +57,12 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Test { no_root, filter } => test(no_root, &filter),
+        Cmd::Bench => {
+            require_root("cargo xtask bench")?;
+            deps::ensure_lab_tools()?;
+            let bin = build_agent()?;
+            bench::run(&bin)
+        }
         Cmd::Demo => {
             require_root("cargo xtask demo")?;
             deps::ensure_lab_tools()?;

@@ -273,6 +273,55 @@ fn attach_tracepoint(
     Ok(())
 }
 
+/// Attach the TC programs (fatal on failure, after undoing what was done)
+/// and the tracepoints (skipped with a reason on failure).
+fn attach_all(
+    ebpf: &mut Ebpf,
+    s: &Settings,
+    ifaces: &[Iface],
+    drop_layout: Result<DropLayout, String>,
+    sock_layouts: Vec<Result<TpLayout, String>>,
+) -> Result<(&'static str, Vec<String>, Vec<Probe>)> {
+    let mut our_qdiscs = Vec::new();
+    let mode = match attach_tc(ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
+        Ok(m) => m,
+        Err(e) => {
+            for q in &our_qdiscs {
+                delete_clsact(q);
+                let _ = fs::remove_file(qdisc_marker(q));
+            }
+            return Err(e);
+        }
+    };
+    let mut probes: Vec<Probe> = ["tc_ingress", "tc_egress"]
+        .iter()
+        .map(|n| Probe {
+            name: (*n).into(),
+            attached: true,
+            reason: None,
+        })
+        .collect();
+
+    let kfree_result =
+        drop_layout.and_then(|_| attach_tracepoint(ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
+    probes.push(Probe {
+        name: "skb:kfree_skb".into(),
+        attached: kfree_result.is_ok(),
+        reason: kfree_result.err(),
+    });
+    for (probe, layout) in SOCK_PROBES.iter().zip(sock_layouts) {
+        let result =
+            layout.and_then(|_| attach_tracepoint(ebpf, probe.program, probe.category, probe.name));
+        probes.push(Probe {
+            name: format!("{}:{}", probe.category, probe.name),
+            attached: result.is_ok(),
+            reason: result.err(),
+        });
+    }
+
+    Ok((mode, our_qdiscs, probes))
+}
+
 /// Load, configure and attach everything; report what was skipped and why.
 pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
     let root = tracefs::ensure_mounted()?;
@@ -329,44 +378,7 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         &tp,
     )?;
 
-    let mut our_qdiscs = Vec::new();
-    let mode = match attach_tc(&mut ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
-        Ok(m) => m,
-        Err(e) => {
-            drop(ebpf);
-            for q in &our_qdiscs {
-                delete_clsact(q);
-                let _ = fs::remove_file(qdisc_marker(q));
-            }
-            return Err(e);
-        }
-    };
-    let mut probes: Vec<Probe> = ["tc_ingress", "tc_egress"]
-        .iter()
-        .map(|n| Probe {
-            name: (*n).into(),
-            attached: true,
-            reason: None,
-        })
-        .collect();
-
-    let kfree_result = drop_layout
-        .and_then(|_| attach_tracepoint(&mut ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
-    probes.push(Probe {
-        name: "skb:kfree_skb".into(),
-        attached: kfree_result.is_ok(),
-        reason: kfree_result.err(),
-    });
-    for (probe, layout) in SOCK_PROBES.iter().zip(sock_layouts) {
-        let result = layout
-            .and_then(|_| attach_tracepoint(&mut ebpf, probe.program, probe.category, probe.name));
-        probes.push(Probe {
-            name: format!("{}:{}", probe.category, probe.name),
-            attached: result.is_ok(),
-            reason: result.err(),
-        });
-    }
-
+    let (mode, our_qdiscs, probes) = attach_all(&mut ebpf, s, ifaces, drop_layout, sock_layouts)?;
     let events = RingBuf::try_from(
         ebpf.take_map(names::EVENTS)
             .context("eBPF object lacks EVENTS")?,

@@ -67,49 +67,101 @@ fn read_trim(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
 }
 
-fn iface(name: &str) -> Result<Iface> {
-    let dir = Path::new("/sys/class/net").join(name);
-    if name.is_empty() || name.contains('/') || !dir.exists() {
-        bail!("interface {name:?} does not exist (see `ip link`)");
+/// Interfaces of this network namespace, from the kernel (netlink through
+/// `if_nameindex`), not from /sys, which may show another namespace's view.
+fn all_interfaces() -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    // SAFETY: if_nameindex returns an array terminated by a zero entry,
+    // freed with if_freenameindex.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return out;
+        }
+        let mut p = list;
+        while (*p).if_index != 0 && !(*p).if_name.is_null() {
+            let name = std::ffi::CStr::from_ptr((*p).if_name)
+                .to_string_lossy()
+                .into_owned();
+            out.push((name, (*p).if_index));
+            p = p.add(1);
+        }
+        libc::if_freenameindex(list);
     }
-    let Some(ifindex) = read_trim(&dir.join("ifindex")).and_then(|s| s.parse().ok()) else {
-        bail!("cannot read the index of interface {name:?}");
+    out
+}
+
+/// (flags, ARPHRD type) of an interface, through ioctls on a socket of this
+/// namespace.
+fn flags_and_type(name: &str) -> Option<(u32, u16)> {
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: plain socket/ioctl calls on a zeroed ifreq with a NUL-terminated name.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src.cast_signed();
+        }
+        // Each value is copied out before the next ioctl reuses the union.
+        let flags = if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0 {
+            Some(req.ifr_ifru.ifru_flags.cast_unsigned())
+        } else {
+            None
+        };
+        let hw = if libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) == 0 {
+            Some(req.ifr_ifru.ifru_hwaddr.sa_family)
+        } else {
+            None
+        };
+        libc::close(fd);
+        Some((u32::from(flags?), hw.unwrap_or(0)))
+    }
+}
+
+fn iface(name: &str, known: &[(String, u32)]) -> Result<Iface> {
+    let Some((_, ifindex)) = known.iter().find(|(n, _)| n == name) else {
+        bail!("interface {name:?} does not exist (see `ip link`)");
     };
     // ARPHRD_ETHER (1) and ARPHRD_LOOPBACK (772) carry an Ethernet header in TC;
     // tunnels and ARPHRD_NONE devices start at the IP header.
-    let l2_len = match read_trim(&dir.join("type")).as_deref() {
-        Some("1" | "772") => 14,
+    let l2_len = match flags_and_type(name).map(|(_, t)| t) {
+        Some(1 | 772) => 14,
         _ => 0,
     };
     Ok(Iface {
         name: name.to_owned(),
-        ifindex,
+        ifindex: *ifindex,
         l2_len,
     })
 }
 
-fn is_up(name: &str) -> bool {
-    read_trim(&Path::new("/sys/class/net").join(name).join("flags"))
-        .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
-        .is_some_and(|flags| flags & (libc::IFF_UP as u32) != 0)
-}
-
 /// The named interfaces, or every interface that is up except lo.
 pub fn interfaces(names: &[String]) -> Result<Vec<Iface>> {
+    let known = all_interfaces();
     if !names.is_empty() {
-        let mut out: Vec<Iface> = names.iter().map(|n| iface(n)).collect::<Result<_>>()?;
+        let mut out: Vec<Iface> = names
+            .iter()
+            .map(|n| iface(n, &known))
+            .collect::<Result<_>>()?;
+        out.sort_by_key(|i| i.ifindex);
         out.dedup_by_key(|i| i.ifindex);
         return Ok(out);
     }
-    let mut all: Vec<String> = fs::read_dir("/sys/class/net")?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n != "lo" && is_up(n))
-        .collect();
-    all.sort();
-    if all.is_empty() {
+    let up = |n: &str| flags_and_type(n).is_some_and(|(f, _)| f & (libc::IFF_UP as u32) != 0);
+    let out: Vec<Iface> = known
+        .iter()
+        .filter(|(n, _)| n != "lo" && up(n))
+        .map(|(n, _)| iface(n, &known))
+        .collect::<Result<_>>()?;
+    if out.is_empty() {
         bail!("no interface is up besides lo: name one with --iface");
     }
-    all.iter().map(|n| iface(n)).collect()
+    Ok(out)
 }
 
 /// `uname -r`.
