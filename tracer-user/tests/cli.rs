@@ -89,7 +89,7 @@ fn without_privileges_it_says_so() {
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
     });
     let o = if is_root {
-        match Command::new("setpriv")
+        if let Ok(o) = Command::new("setpriv")
             .args([
                 "--reuid=65534",
                 "--regid=65534",
@@ -99,13 +99,9 @@ fn without_privileges_it_says_so() {
             ])
             .arg(env!("CARGO_BIN_EXE_origin-tracer"))
             .args(["--format", "json"])
-            .output()
-        {
-            Ok(o) => o,
-            Err(_) => {
-                eprintln!("SKIPPED: setpriv (util-linux) is not installed");
-                return;
-            }
+            .output() { o } else {
+            eprintln!("SKIPPED: setpriv (util-linux) is not installed");
+            return;
         }
     } else {
         run(&["--format", "json"])
