@@ -248,5 +248,6 @@ fn end_to_end(bin: &Path) -> Result<()> {
 
 pub fn run(bin: &Path) -> Result<()> {
     per_packet()?;
-    end_to_end(bin)
+    end_to_end(bin)?;
+    crate::flood::run(bin, proc_cpu_rss)
 }

@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod deps;
 mod ebpf;
+mod flood;
 
 use std::{
     path::{Path, PathBuf},
