@@ -4,8 +4,14 @@
 //! is left in the kernel, and a checker for the output schema (docs/SCHEMA.md).
 //!
 //! Everything the lab creates lives in namespaces and temporary directories it
-//! owns and removes on drop, also when a test panics. Labs must run one at a
-//! time: the agent's tracepoints see every namespace.
+//! owns and removes on drop, also when a test panics; leftovers of a killed
+//! run are removed by the next `Lab::new`. Labs must run one at a time: the
+//! agent's tracepoints see every namespace.
+//!
+//! The privileged tests are `#[ignore]`d so that `cargo test` needs no root;
+//! `cargo xtask test` runs them (`--ignored --test-threads=1`) with
+//! `ORIGIN_TRACER_BIN` set to the agent it built. `OTL_TRANSCRIPT=1` prints
+//! every agent run, not only those of failing tests.
 
 pub mod agent;
 pub mod lab;

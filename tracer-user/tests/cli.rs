@@ -99,7 +99,10 @@ fn without_privileges_it_says_so() {
             ])
             .arg(env!("CARGO_BIN_EXE_origin-tracer"))
             .args(["--format", "json"])
-            .output() { o } else {
+            .output()
+        {
+            o
+        } else {
             eprintln!("SKIPPED: setpriv (util-linux) is not installed");
             return;
         }

@@ -1,0 +1,506 @@
+//! A checker for origin-tracer's output, schema version 1 (docs/SCHEMA.md and
+//! docs/schema-v1.json): required fields and their types per line `type`,
+//! known causes, classes, events and evidence item shapes, plus checks
+//! across a whole run (first line `start`, last `summary`, counts agree).
+//!
+//! The tables here are kept equal to schema-v1.json by unit tests.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+/// The JSON type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string.
+    String,
+    /// An integer (never negative in this schema).
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+impl Kind {
+    /// The name JSON Schema uses for it.
+    pub fn json_name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Integer => "integer",
+            Kind::Boolean => "boolean",
+            Kind::Array => "array",
+            Kind::Object => "object",
+        }
+    }
+
+    fn matches(self, v: &Value) -> bool {
+        match self {
+            Kind::String => v.is_string(),
+            Kind::Integer => v.is_u64(),
+            Kind::Boolean => v.is_boolean(),
+            Kind::Array => v.is_array(),
+            Kind::Object => v.is_object(),
+        }
+    }
+}
+
+/// The schema version described here.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Line types.
+pub const LINE_TYPES: [&str; 5] = ["start", "finding", "event", "loss", "summary"];
+
+/// Every cause with the class the edge shows for it.
+pub const CAUSES: [(&str, &str); 7] = [
+    ("no_listener", "521"),
+    ("firewall_reject", "521"),
+    ("firewall_drop", "522"),
+    ("listen_overflow", "522"),
+    ("synack_unacked", "522"),
+    ("kernel_drop", "522"),
+    ("syn_unanswered", "522"),
+];
+
+/// Finding confidences.
+pub const CONFIDENCES: [&str; 3] = ["high", "medium", "low"];
+
+/// Evidence event names.
+pub const EVENTS: [&str; 14] = [
+    "syn_in",
+    "ack_in",
+    "rst_in",
+    "fin_in",
+    "synack_out",
+    "rst_out",
+    "fin_out",
+    "icmp_unreach_out",
+    "kernel_drop",
+    "kernel_send_reset",
+    "kernel_recv_reset",
+    "synack_retransmit",
+    "state_change",
+    "listen_overflow_counter",
+];
+
+/// `start.attach_mode` values.
+pub const ATTACH_MODES: [&str; 2] = ["tcx", "netlink"];
+
+/// `start.probes[].status` values.
+pub const PROBE_STATUSES: [&str; 2] = ["attached", "skipped"];
+
+/// Fields every line has.
+pub const COMMON: [(&str, Kind); 3] = [
+    ("type", Kind::String),
+    ("schema_version", Kind::Integer),
+    ("ts", Kind::String),
+];
+
+/// The required fields of a line of `line_type`, besides [`COMMON`].
+pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
+    use Kind::{Array, Boolean, Integer, Object, String};
+    match line_type {
+        "start" => &[
+            ("version", String),
+            ("kernel", String),
+            ("attach_mode", String),
+            ("interfaces", Array),
+            ("ports", Array),
+            ("edge_prefixes", Object),
+            ("all_sources", Boolean),
+            ("syn_timeout_ms", Integer),
+            ("probes", Array),
+            ("stale_removed", Array),
+        ],
+        "finding" => &[
+            ("class", String),
+            ("cause", String),
+            ("confidence", String),
+            ("flow", Object),
+            ("evidence", Array),
+            ("hint", String),
+        ],
+        "event" => &[("event", String), ("flow", Object)],
+        "loss" => &[("events_lost", Integer), ("events_lost_total", Integer)],
+        "summary" => &[
+            ("duration_ms", Integer),
+            ("findings", Object),
+            ("findings_total", Integer),
+            ("healthy_handshakes", Integer),
+            ("events_received", Integer),
+            ("events_lost", Integer),
+            ("kernel_read_errors", Integer),
+            ("flows_untracked", Integer),
+            ("flows_evicted", Integer),
+            ("pending_at_exit", Integer),
+            ("lines_dropped", Integer),
+        ],
+        _ => &[],
+    }
+}
+
+/// Optional fields of evidence items (and event lines) with their types.
+pub const EVIDENCE_OPTIONAL: [(&str, Kind); 9] = [
+    ("reason", Kind::String),
+    ("direction", Kind::String),
+    ("segment", Kind::String),
+    ("icmp", Kind::Object),
+    ("from", Kind::String),
+    ("to", Kind::String),
+    ("count", Kind::Integer),
+    ("queue", Kind::Object),
+    ("repeat", Kind::Integer),
+];
+
+/// The class of `cause`, if it is a known cause.
+pub fn class_of(cause: &str) -> Option<&'static str> {
+    CAUSES
+        .iter()
+        .find(|(c, _)| *c == cause)
+        .map(|(_, class)| *class)
+}
+
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, at: &str, msg: impl std::fmt::Display) {
+        self.0.push(format!("{at}: {msg}"));
+    }
+
+    fn fields(&mut self, at: &str, obj: &Value, fields: &[(&str, Kind)]) {
+        for (name, kind) in fields {
+            match obj.get(*name) {
+                None => self.push(at, format_args!("missing `{name}`")),
+                Some(v) if !kind.matches(v) => self.push(
+                    at,
+                    format_args!(
+                        "`{name}` should be {} (non-negative if integer): {v}",
+                        kind.json_name()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn one_of(&mut self, at: &str, v: &Value, allowed: &[&str]) {
+        if let Some(s) = v.as_str() {
+            if !allowed.contains(&s) {
+                self.push(at, format_args!("`{s}` is not one of {allowed:?}"));
+            }
+        }
+    }
+}
+
+/// Checks one line; returns what is wrong (empty when valid).
+pub fn check_line(line: &Value) -> Vec<String> {
+    let mut e = Errors(Vec::new());
+    if !line.is_object() {
+        e.push("line", format_args!("not a JSON object: {line}"));
+        return e.0;
+    }
+    e.fields("line", line, &COMMON);
+    if line
+        .get("schema_version")
+        .is_some_and(|v| v != SCHEMA_VERSION)
+    {
+        e.push(
+            "line",
+            format_args!("schema_version {} is not 1", line["schema_version"]),
+        );
+    }
+    if let Some(ts) = line["ts"].as_str() {
+        if !is_timestamp(ts) {
+            e.push(
+                "ts",
+                format_args!("`{ts}` is not RFC 3339 UTC with microseconds"),
+            );
+        }
+    }
+    let Some(t) = line["type"].as_str() else {
+        return e.0;
+    };
+    if !LINE_TYPES.contains(&t) {
+        e.push("type", format_args!("unknown line type `{t}`"));
+        return e.0;
+    }
+    e.fields(t, line, required_fields(t));
+    match t {
+        "start" => check_start(&mut e, line),
+        "finding" => check_finding(&mut e, line),
+        "event" => {
+            check_evidence_fields(&mut e, "event", line);
+            check_flow(&mut e, "event.flow", &line["flow"]);
+        }
+        "summary" => check_summary(&mut e, line),
+        _ => {}
+    }
+    e.0
+}
+
+fn check_start(e: &mut Errors, line: &Value) {
+    e.one_of("start.attach_mode", &line["attach_mode"], &ATTACH_MODES);
+    for i in line["interfaces"].as_array().into_iter().flatten() {
+        e.fields(
+            "start.interfaces[]",
+            i,
+            &[("name", Kind::String), ("ifindex", Kind::Integer)],
+        );
+    }
+    for p in line["ports"].as_array().into_iter().flatten() {
+        if !p.as_u64().is_some_and(|p| (1..=65535).contains(&p)) {
+            e.push("start.ports[]", format_args!("{p} is not a port"));
+        }
+    }
+    e.fields(
+        "start.edge_prefixes",
+        &line["edge_prefixes"],
+        &[("ipv4", Kind::Integer), ("ipv6", Kind::Integer)],
+    );
+    for p in line["probes"].as_array().into_iter().flatten() {
+        e.fields(
+            "start.probes[]",
+            p,
+            &[("name", Kind::String), ("status", Kind::String)],
+        );
+        e.one_of("start.probes[].status", &p["status"], &PROBE_STATUSES);
+        if p.get("reason").is_some_and(|r| !r.is_string()) {
+            e.push("start.probes[].reason", "should be a string");
+        }
+        if p["status"] == "skipped" && !p["reason"].is_string() {
+            e.push(
+                "start.probes[]",
+                format_args!("skipped probe without reason: {p}"),
+            );
+        }
+    }
+    for s in line["stale_removed"].as_array().into_iter().flatten() {
+        if !s.is_string() {
+            e.push("start.stale_removed[]", format_args!("{s} is not a string"));
+        }
+    }
+}
+
+fn check_finding(e: &mut Errors, line: &Value) {
+    if let (Some(class), Some(cause)) = (line["class"].as_str(), line["cause"].as_str()) {
+        match class_of(cause) {
+            None => e.push("finding.cause", format_args!("unknown cause `{cause}`")),
+            Some(want) if want != class => e.push(
+                "finding.class",
+                format_args!("cause `{cause}` has class {want}, not {class}"),
+            ),
+            Some(_) => {}
+        }
+    }
+    e.one_of("finding.confidence", &line["confidence"], &CONFIDENCES);
+    check_flow(e, "finding.flow", &line["flow"]);
+    if line["hint"].as_str().is_some_and(|h| h.trim().is_empty()) {
+        e.push("finding.hint", "empty");
+    }
+    let Some(evidence) = line["evidence"].as_array() else {
+        return;
+    };
+    if evidence.is_empty() {
+        e.push("finding.evidence", "empty");
+    }
+    let mut last = 0;
+    for item in evidence {
+        e.fields(
+            "finding.evidence[]",
+            item,
+            &[("t_us", Kind::Integer), ("event", Kind::String)],
+        );
+        check_evidence_fields(e, "finding.evidence[]", item);
+        if let Some(t) = item["t_us"].as_u64() {
+            if t < last {
+                e.push(
+                    "finding.evidence[]",
+                    format_args!("t_us {t} goes back (after {last})"),
+                );
+            }
+            last = t;
+        }
+    }
+}
+
+fn check_evidence_fields(e: &mut Errors, at: &str, item: &Value) {
+    e.one_of(at, &item["event"], &EVENTS);
+    if item.get("t_us").is_some_and(|t| !t.is_u64()) {
+        e.push(at, "`t_us` should be a non-negative integer");
+    }
+    for (name, kind) in EVIDENCE_OPTIONAL {
+        if let Some(v) = item.get(name) {
+            if !kind.matches(v) {
+                e.push(
+                    at,
+                    format_args!("`{name}` should be {}: {v}", kind.json_name()),
+                );
+            }
+        }
+    }
+    e.one_of(at, &item["direction"], &["in", "out"]);
+    if let Some(icmp) = item.get("icmp") {
+        e.fields(
+            at,
+            icmp,
+            &[
+                ("type", Kind::Integer),
+                ("code", Kind::Integer),
+                ("name", Kind::String),
+            ],
+        );
+    }
+    if let Some(queue) = item.get("queue") {
+        e.fields(
+            at,
+            queue,
+            &[("port", Kind::Integer), ("accept_queue", Kind::Integer)],
+        );
+    }
+    if item
+        .get("repeat")
+        .is_some_and(|r| r.as_u64().is_some_and(|r| r < 2))
+    {
+        e.push(at, "`repeat` is only written when more than 1");
+    }
+}
+
+fn check_flow(e: &mut Errors, at: &str, flow: &Value) {
+    e.fields(
+        at,
+        flow,
+        &[
+            ("src", Kind::String),
+            ("sport", Kind::Integer),
+            ("dst", Kind::String),
+            ("dport", Kind::Integer),
+            ("family", Kind::String),
+        ],
+    );
+    e.one_of(at, &flow["family"], &["ipv4", "ipv6"]);
+    for port in ["sport", "dport"] {
+        if flow[port].as_u64().is_some_and(|p| p > 65535) {
+            e.push(at, format_args!("`{port}` {} is not a port", flow[port]));
+        }
+    }
+    for addr in ["src", "dst"] {
+        let Some(text) = flow[addr].as_str() else {
+            continue;
+        };
+        match text.parse::<IpAddr>() {
+            Err(_) => e.push(at, format_args!("`{addr}` {text} is not an IP address")),
+            Ok(ip) => {
+                let family = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+                if flow["family"].as_str().is_some_and(|f| f != family) {
+                    e.push(
+                        at,
+                        format_args!("`{addr}` {text} is not {}", flow["family"]),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_summary(e: &mut Errors, line: &Value) {
+    let Some(findings) = line["findings"].as_object() else {
+        return;
+    };
+    let mut sum = 0;
+    for (cause, _) in CAUSES {
+        match findings.get(cause).and_then(Value::as_u64) {
+            Some(n) => sum += n,
+            None => e.push(
+                "summary.findings",
+                format_args!("missing count for `{cause}`"),
+            ),
+        }
+    }
+    for (cause, n) in findings {
+        if !n.is_u64() {
+            e.push(
+                "summary.findings",
+                format_args!("`{cause}`: {n} is not a count"),
+            );
+        }
+    }
+    if line["findings_total"].as_u64().is_some_and(|t| t != sum) {
+        e.push(
+            "summary.findings_total",
+            format_args!(
+                "{} is not the sum of `findings` ({sum})",
+                line["findings_total"]
+            ),
+        );
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
+fn is_timestamp(ts: &str) -> bool {
+    let b = ts.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
+    b.len() == 27
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..26)
+        && b[26] == b'Z'
+}
+
+/// Checks a whole run: every line valid, first `start`, last `summary`,
+/// `start` only once, and the summary's counts equal the finding lines
+/// (unless lines were dropped). Returns what is wrong.
+pub fn check_run(lines: &[Value]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        for err in check_line(line) {
+            errors.push(format!("line {}: {err}\n    {line}", i + 1));
+        }
+    }
+    if lines.first().is_none_or(|l| l["type"] != "start") {
+        errors.push("the first line is not `start`".to_owned());
+    }
+    if lines.last().is_none_or(|l| l["type"] != "summary") {
+        errors.push("the last line is not `summary`".to_owned());
+    }
+    let starts = lines.iter().filter(|l| l["type"] == "start").count();
+    let summaries = lines.iter().filter(|l| l["type"] == "summary").count();
+    if starts != 1 || summaries != 1 {
+        errors.push(format!(
+            "{starts} `start` and {summaries} `summary` lines, want 1 each"
+        ));
+    }
+    if let Some(summary) = lines.iter().rev().find(|l| l["type"] == "summary") {
+        if summary["lines_dropped"] == 0 {
+            let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+            for l in lines.iter().filter(|l| l["type"] == "finding") {
+                *seen.entry(l["cause"].as_str().unwrap_or("?")).or_default() += 1;
+            }
+            for (cause, _) in CAUSES {
+                let counted = summary["findings"][cause].as_u64().unwrap_or(0);
+                let written = seen.get(cause).copied().unwrap_or(0);
+                if counted != written {
+                    errors.push(format!(
+                        "summary counts {counted} `{cause}` findings, {written} were written"
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests;
