@@ -182,7 +182,9 @@ impl Diagnoser {
             return;
         };
         f.last_ns = f.last_ns.max(e.ts_ns);
-        f.push(e.ts_ns, EvidenceKind::Flow(e.kind.clone()), max);
+        if !is_duplicate_syn_drop(f, &e.kind) {
+            f.push(e.ts_ns, EvidenceKind::Flow(e.kind.clone()), max);
+        }
         if f.settled() {
             return;
         }
@@ -315,6 +317,14 @@ impl Diagnoser {
         out.sort_by_key(|f| (f.evidence.first().map(|e| e.t_us), f.flow));
         out
     }
+}
+
+/// The kernel frees a retransmitted SYN once its request socket has answered
+/// (it re-sends the SYN-ACK instead) without a reason: routine, not evidence,
+/// and it would read like a drop cause.
+fn is_duplicate_syn_drop(f: &FlowState, kind: &FlowEventKind) -> bool {
+    matches!(kind, FlowEventKind::KernelDrop { reason, outbound: false, tcp_flags }
+        if reason == "NOT_SPECIFIED" && is_syn(*tcp_flags) && (f.synack > 0 || f.synack_retrans > 0))
 }
 
 fn is_syn(flags: u8) -> bool {

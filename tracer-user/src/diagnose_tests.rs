@@ -363,6 +363,13 @@ fn duplicate_syn_drops_after_a_synack_do_not_decide() {
         .evidence
         .iter()
         .any(|e| e.to_json()["reason"] == "NEIGH_FAILED"));
+    assert!(
+        !f.evidence
+            .iter()
+            .any(|e| e.to_json()["reason"] == "NOT_SPECIFIED"),
+        "the routine drop of a duplicate SYN is not evidence: {:?}",
+        f.evidence
+    );
     // NOT_SPECIFIED alone on a first SYN is no verdict either.
     let f = single(
         &[ev(0, 2, K::SynIn), ev(0, 2, drop("NOT_SPECIFIED", SYN))],
