@@ -137,3 +137,42 @@ fn netlink_sigkill_leftovers_are_removed_by_the_next_start() {
     second.stop(libc::SIGTERM);
     assert_clean(&lab, &before, "SIGTERM after removing stale filters");
 }
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn a_panic_after_attaching_leaves_nothing_in_netlink_mode() {
+    if !require_root("a_panic_after_attaching_leaves_nothing_in_netlink_mode") {
+        return;
+    }
+    let lab = Lab::new("panic");
+    let before = Leftovers::probe(&lab);
+    // The agent's test hook panics right after everything is attached; the
+    // unwinding must take the tc filters and the clsact qdisc down with it.
+    let edge = lab.edge_ranges();
+    let mut cmd = lab
+        .origin
+        .command(&integration_tests::agent::agent_bin().to_string_lossy());
+    cmd.args([
+        "--format",
+        "json",
+        "--attach-mode",
+        "netlink",
+        "--edge-ranges",
+        &edge,
+    ])
+    .env("ORIGIN_TRACER_TEST_PANIC", "after-attach");
+    let out = integration_tests::netns::run_bounded(&mut cmd, Duration::from_secs(20));
+    assert_eq!(
+        out.code(),
+        Some(101),
+        "a panic exits with 101: {} {}",
+        out.describe_status(),
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("testing cleanup after a panic"),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&lab, &before, "a panic in netlink mode");
+}
