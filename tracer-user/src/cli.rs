@@ -3,7 +3,9 @@
 
 use std::{io::IsTerminal, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::ranges::{EdgeRanges, RangeError};
 
@@ -38,11 +40,14 @@ pub enum AttachMode {
 #[derive(Debug, Parser)]
 #[command(name = "origin-tracer", version, about, long_about = None)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Interface to watch (repeatable); default: every interface that is up, except lo.
     #[arg(short = 'i', long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
     /// Watched origin ports, comma-separated.
     #[arg(
+        global = true,
         short = 'p',
         long,
         value_name = "PORTS",
@@ -52,37 +57,52 @@ pub struct Args {
     pub ports: Vec<u16>,
     /// Edge ranges: comma list of CIDRs and/or @FILE (one CIDR a line, '#' comments);
     /// default: Cloudflare's published IPv4 and IPv6 ranges.
-    #[arg(long, value_name = "LIST", conflicts_with = "all_sources")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "LIST",
+        conflicts_with = "all_sources"
+    )]
     pub edge_ranges: Option<String>,
     /// Watch every source address, not only edge ranges.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub all_sources: bool,
     /// Output format; default: json when stdout is not a terminal, else pretty.
-    #[arg(long, value_enum)]
+    #[arg(global = true, long, value_enum)]
     pub format: Option<Format>,
     /// Print findings only, or every raw kernel event too.
-    #[arg(long, value_enum, default_value = "findings")]
+    #[arg(global = true, long, value_enum, default_value = "findings")]
     pub events: EventsMode,
     /// Stop after this long (e.g. 30s, 5m); default: until SIGINT/SIGTERM.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// How long a SYN may wait for a completed handshake (Cloudflare waits 15 s).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "15s")]
+    #[arg(global = true, long, value_name = "DUR", value_parser = parse_duration, default_value = "15s")]
     pub syn_timeout: Duration,
     /// How long to wait for the rest of the kernel's evidence after a RST,
     /// drop or ICMP error before naming the cause.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "300ms")]
+    #[arg(global = true, long, value_name = "DUR", value_parser = parse_duration, default_value = "300ms")]
     pub settle: Duration,
     /// How to attach the TC programs.
     #[arg(long, value_enum, default_value = "auto")]
     pub attach_mode: AttachMode,
     /// Most connections tracked at once by the agent (oldest evicted, counted).
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(global = true, long, value_name = "N", default_value_t = 100_000)]
     pub max_flows: usize,
     /// Output lines buffered while the output (a pipe, a log shipper) is slow;
     /// beyond that lines are counted as dropped, never blocking the agent.
-    #[arg(long, value_name = "LINES", default_value_t = 100_000)]
+    #[arg(global = true, long, value_name = "LINES", default_value_t = 100_000)]
     pub output_buffer: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Diagnose a packet capture (pcap or pcapng) offline, without root, with
+    /// the same rules: what the packets alone can tell.
+    Analyze {
+        /// The capture file (tcpdump -w, Wireshark, ...).
+        file: PathBuf,
+    },
 }
 
 /// Parse `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
@@ -115,6 +135,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Settings resolved from [`Args`].
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `None`: live on this host; `Some(file)`: analyze a capture.
+    pub capture: Option<PathBuf>,
     pub ifaces: Vec<String>,
     pub ports: Vec<u16>,
     pub ranges: EdgeRanges,
@@ -138,6 +160,9 @@ pub enum UsageError {
     /// Port 0 or an empty port list.
     #[error("invalid --ports: {0}")]
     Ports(String),
+    /// A live-only flag given to `analyze`.
+    #[error("{0} applies to live mode only, not to `analyze`")]
+    LiveOnly(&'static str),
     /// A zero-sized bound.
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
@@ -168,7 +193,23 @@ impl Args {
         } else {
             Format::Json
         });
+        let capture = match self.command {
+            None => None,
+            Some(Command::Analyze { file }) => {
+                if !self.ifaces.is_empty() {
+                    return Err(UsageError::LiveOnly("--iface"));
+                }
+                if self.duration.is_some() {
+                    return Err(UsageError::LiveOnly("--duration"));
+                }
+                if self.attach_mode != AttachMode::Auto {
+                    return Err(UsageError::LiveOnly("--attach-mode"));
+                }
+                Some(file)
+            }
+        };
         Ok(Settings {
+            capture,
             ifaces: self.ifaces,
             ports,
             ranges,
@@ -212,6 +253,32 @@ mod tests {
         assert_eq!(s.ranges.prefixes.len(), 22);
         assert_eq!(s.events, EventsMode::Findings);
         assert!(s.ifaces.is_empty());
+        assert!(s.capture.is_none());
+    }
+
+    #[test]
+    fn analyze_takes_the_shared_flags_after_the_file() {
+        let s = args(&[
+            "analyze",
+            "x.pcap",
+            "--all-sources",
+            "-p",
+            "443",
+            "--syn-timeout",
+            "5s",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(s.capture.as_deref(), Some(std::path::Path::new("x.pcap")));
+        assert!(s.all_sources);
+        assert_eq!(s.ports, [443]);
+        let e = args(&["-i", "eth0", "analyze", "x.pcap"])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("--iface"), "{e}");
+        assert!(args(&["analyze"]).is_err());
     }
 
     #[test]

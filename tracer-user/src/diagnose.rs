@@ -41,6 +41,15 @@ impl Default for Config {
     }
 }
 
+/// A connection without a verdict yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub flow: Flow,
+    /// When its first SYN was seen.
+    pub first_ns: u64,
+    pub evidence: Vec<Evidence>,
+}
+
 /// Counters for the summary line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -131,6 +140,23 @@ impl Diagnoser {
     /// Connections still in their handshake, without a verdict.
     pub fn pending(&self) -> usize {
         self.flows.values().filter(|f| !f.settled()).count()
+    }
+
+    /// Those connections, oldest first: when a capture ends, they are
+    /// inconclusive rather than timed out.
+    pub fn pending_flows(&self) -> Vec<Pending> {
+        let mut out: Vec<Pending> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| !f.settled())
+            .map(|(flow, f)| Pending {
+                flow: *flow,
+                first_ns: f.first_ns,
+                evidence: f.evidence.clone(),
+            })
+            .collect();
+        out.sort_by_key(|p| (p.first_ns, p.flow));
+        out
     }
 
     /// Feed one event. Findings come out of [`Diagnoser::tick`].
@@ -378,7 +404,8 @@ fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confidence)> {
     if !timed_out {
         return None;
     }
-    if f.synack_retrans > 0 {
+    // Retransmitted SYN-ACKs: seen by the kernel, or on the wire (a capture).
+    if f.synack_retrans > 0 || f.synack >= 2 {
         return Some((SynackUnacked, High));
     }
     if f.synack > 0 {

@@ -179,11 +179,13 @@ pub fn flow_json(flow: &Flow) -> Value {
 
 impl Finding {
     /// The schema v1 `finding` line; `ts` is the RFC 3339 rendering of `ts_ns`.
-    pub fn to_json(&self, ts: &str) -> Value {
+    /// `source` is `kernel` (live) or `capture` (offline).
+    pub fn to_json(&self, ts: &str, source: &str) -> Value {
         json!({
             "type": "finding",
             "schema_version": SCHEMA_VERSION,
             "ts": ts,
+            "source": source,
             "class": self.cause.class(),
             "cause": self.cause.as_str(),
             "confidence": self.confidence.as_str(),

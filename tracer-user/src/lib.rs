@@ -1,6 +1,8 @@
 //! origin-tracer: an eBPF agent that names why edge (CDN) connections to this
 //! origin fail. Data flows one way: kernel -> event -> diagnose -> sink.
 
+pub mod analyze;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod diagnose;
@@ -8,5 +10,6 @@ pub mod event;
 pub mod finding;
 pub mod kernel;
 pub mod ranges;
+pub mod report;
 pub mod run;
 pub mod sink;

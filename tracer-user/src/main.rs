@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracer_user::{cli::Args, run};
+use tracer_user::{analyze, cli::Args, run};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -21,7 +21,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run::run(settings) {
+    let result = match settings.capture.clone() {
+        Some(file) => analyze::run(&settings, &file),
+        None => run::run(settings),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("origin-tracer: {e:#}");

@@ -18,8 +18,9 @@ use crate::{
     clock::{monotonic_ns, WallClock},
     diagnose::{self, Diagnoser},
     event::{self, Event},
-    finding::{evidence_fields, flow_json, Cause, EvidenceKind, SCHEMA_VERSION},
+    finding::{evidence_fields, flow_json, EvidenceKind, SCHEMA_VERSION},
     kernel::{self, attach, btf::Btf, procnet::OverflowPoller},
+    report,
     sink::Sink,
 };
 
@@ -169,7 +170,7 @@ fn diag_config(s: &Settings) -> diagnose::Config {
 /// Let the diagnoser decide what is due and write the findings.
 fn decide(diag: &mut Diagnoser, now: u64, sink: &Sink, clock: &WallClock) {
     for f in diag.tick(now) {
-        sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns)));
+        sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns), "kernel"));
     }
 }
 
@@ -288,30 +289,17 @@ fn summary_line(
     elapsed_ns: u64,
     ts: &str,
 ) -> Value {
-    let stats = diag.stats();
-    let findings: serde_json::Map<String, Value> = Cause::ALL
-        .iter()
-        .map(|c| {
-            (
-                c.as_str().to_owned(),
-                json!(stats.findings.get(c).copied().unwrap_or(0)),
-            )
-        })
-        .collect();
-    json!({
-        "type": "summary",
-        "schema_version": SCHEMA_VERSION,
-        "ts": ts,
-        "duration_ms": elapsed_ns / 1_000_000,
-        "findings": findings,
-        "findings_total": stats.findings.values().sum::<u64>(),
-        "healthy_handshakes": stats.healthy_handshakes,
-        "events_received": totals.events,
-        "events_lost": counters[counter::RINGBUF_LOST as usize],
-        "kernel_read_errors": counters[counter::READ_ERRORS as usize],
-        "flows_untracked": counters[counter::FLOW_INSERT_ERRORS as usize],
-        "flows_evicted": stats.flows_evicted,
-        "pending_at_exit": diag.pending(),
-        "lines_dropped": lines_dropped,
-    })
+    report::summary(
+        diag,
+        &report::Counts {
+            duration_ms: elapsed_ns / 1_000_000,
+            events_received: totals.events,
+            events_lost: counters[counter::RINGBUF_LOST as usize],
+            kernel_read_errors: counters[counter::READ_ERRORS as usize],
+            flows_untracked: counters[counter::FLOW_INSERT_ERRORS as usize],
+            pending_at_exit: diag.pending() as u64,
+            lines_dropped,
+        },
+        ts,
+    )
 }

@@ -173,6 +173,41 @@ fn time_of(v: &Value) -> &str {
 /// One human-readable rendering of a schema line.
 pub fn pretty(v: &Value) -> String {
     match s(v, "type") {
+        "start" if s(v, "source") == "capture" => format!(
+            "origin-tracer {}: analysing {} for ports {} ({} IPv4 + {} IPv6 edge prefixes{})",
+            s(v, "version"),
+            s(v, "capture_file"),
+            v["ports"]
+                .as_array()
+                .map(|p| p
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default(),
+            v["edge_prefixes"]["ipv4"],
+            v["edge_prefixes"]["ipv6"],
+            if v["all_sources"].as_bool() == Some(true) {
+                ", all sources"
+            } else {
+                ""
+            },
+        ),
+        "inconclusive" => {
+            let evidence: Vec<String> = v["evidence"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(evidence_text)
+                .collect();
+            format!(
+                "{} inconclusive {}\n    evidence: {}\n    why: {}",
+                time_of(v),
+                flow_text(v),
+                evidence.join(", "),
+                s(v, "reason")
+            )
+        }
         "start" => {
             let ifaces: Vec<&str> = v["interfaces"]
                 .as_array()
@@ -243,6 +278,24 @@ pub fn pretty(v: &Value) -> String {
                 .filter(|(_, n)| n.as_u64() != Some(0))
                 .map(|(c, n)| format!("{c} {n}"))
                 .collect();
+            if s(v, "source") == "capture" {
+                let skipped: u64 = v["capture"]["packets_skipped"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, n)| n.as_u64())
+                    .sum();
+                return format!(
+                    "summary: {} findings{}, {} healthy handshakes, {} inconclusive, {} packets read, {} skipped{}",
+                    v["findings_total"],
+                    if causes.is_empty() { String::new() } else { format!(" ({})", causes.join(", ")) },
+                    v["healthy_handshakes"],
+                    v["pending_at_exit"],
+                    v["capture"]["packets"],
+                    skipped,
+                    v["capture"]["damage"].as_str().map(|d| format!("; {d}")).unwrap_or_default()
+                );
+            }
             format!(
                 "summary: {} findings{}, {} healthy handshakes, {} kernel events, {} lost, {} pending at exit",
                 v["findings_total"],

@@ -1,0 +1,265 @@
+//! Packets to events, by the same rules as the kernel's TC programs
+//! (tracer-ebpf/src/kernel/tc.rs): the edge's SYN, first ACK, RST and FIN,
+//! the origin's SYN-ACK, RST, FIN and ICMP unreachables, for watched ports
+//! and edge sources only; per-flow state bounded like the kernel's LRU map.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::decode::{Decoded, Transport};
+use crate::{
+    event::{Flow, FlowEvent, FlowEventKind},
+    ranges::EdgeRanges,
+};
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    SynSeen,
+    Established,
+}
+
+pub struct Packetizer {
+    ranges: EdgeRanges,
+    all_sources: bool,
+    watched: Vec<bool>,
+    flows: HashMap<Flow, State>,
+    order: VecDeque<Flow>,
+    capacity: usize,
+}
+
+impl Packetizer {
+    pub fn new(ranges: EdgeRanges, all_sources: bool, ports: &[u16], capacity: usize) -> Self {
+        let mut watched = vec![false; 65_536];
+        for p in ports {
+            watched[usize::from(*p)] = true;
+        }
+        Self {
+            ranges,
+            all_sources,
+            watched,
+            flows: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn is_edge(&self, ip: std::net::IpAddr) -> bool {
+        self.all_sources || self.ranges.contains(ip)
+    }
+
+    fn track(&mut self, flow: Flow) {
+        if self.flows.insert(flow, State::SynSeen).is_none() {
+            self.order.push_back(flow);
+            while self.flows.len() > self.capacity {
+                let Some(old) = self.order.pop_front() else {
+                    break;
+                };
+                self.flows.remove(&old);
+            }
+        }
+        if self.order.len() > 2 * self.capacity {
+            let flows = &self.flows;
+            self.order.retain(|f| flows.contains_key(f));
+        }
+    }
+
+    /// The event a packet amounts to, if any.
+    pub fn on_packet(&mut self, ts_ns: u64, p: &Decoded<'_>) -> Option<FlowEvent> {
+        match p.transport {
+            Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                seq,
+                ..
+            } => {
+                let inbound = self.watched[usize::from(dport)] && self.is_edge(p.src);
+                let outbound = !inbound && self.watched[usize::from(sport)] && self.is_edge(p.dst);
+                let flow = if inbound {
+                    Flow {
+                        edge: p.src,
+                        edge_port: sport,
+                        origin: p.dst,
+                        origin_port: dport,
+                    }
+                } else if outbound {
+                    Flow {
+                        edge: p.dst,
+                        edge_port: dport,
+                        origin: p.src,
+                        origin_port: sport,
+                    }
+                } else {
+                    return None;
+                };
+                let kind = self.tcp_kind(flow, flags, inbound)?;
+                Some(FlowEvent {
+                    ts_ns,
+                    flow,
+                    kind,
+                    seq,
+                })
+            }
+            Transport::IcmpUnreach {
+                v6,
+                icmp_type,
+                code,
+                quoted,
+            } => {
+                // From the origin to the edge, about the edge's segment.
+                if !self.watched[usize::from(quoted.dport)] || !self.is_edge(p.dst) {
+                    return None;
+                }
+                let flow = Flow {
+                    edge: quoted.src,
+                    edge_port: quoted.sport,
+                    origin: quoted.dst,
+                    origin_port: quoted.dport,
+                };
+                Some(FlowEvent {
+                    ts_ns,
+                    flow,
+                    kind: FlowEventKind::IcmpUnreachOut {
+                        v6,
+                        icmp_type,
+                        code,
+                    },
+                    seq: quoted.seq,
+                })
+            }
+        }
+    }
+
+    fn tcp_kind(&mut self, flow: Flow, flags: u8, inbound: bool) -> Option<FlowEventKind> {
+        let (syn, ack) = (flags & SYN != 0, flags & ACK != 0);
+        if flags & RST != 0 {
+            self.flows.remove(&flow);
+            return Some(if inbound {
+                FlowEventKind::RstIn
+            } else {
+                FlowEventKind::RstOut
+            });
+        }
+        if inbound && syn && !ack {
+            self.track(flow);
+            return Some(FlowEventKind::SynIn);
+        }
+        if !inbound && syn && ack {
+            return Some(FlowEventKind::SynAckOut);
+        }
+        let state = self.flows.get_mut(&flow)?;
+        if flags & FIN != 0 {
+            return Some(if inbound {
+                FlowEventKind::FinIn
+            } else {
+                FlowEventKind::FinOut
+            });
+        }
+        if inbound && ack && *state == State::SynSeen {
+            *state = State::Established;
+            return Some(FlowEventKind::AckIn);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::decode::Quoted;
+
+    fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Decoded<'static> {
+        Decoded {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            transport: Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                seq: 1,
+                payload: &[],
+            },
+        }
+    }
+
+    fn kinds(packets: &[Decoded<'static>]) -> Vec<FlowEventKind> {
+        let ranges = EdgeRanges::parse_list("198.18.0.1/32").unwrap();
+        let mut p = Packetizer::new(ranges, false, &[443], 8);
+        packets
+            .iter()
+            .filter_map(|d| p.on_packet(0, d))
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[test]
+    fn a_handshake_and_its_close() {
+        let e = "198.18.0.1";
+        let o = "198.18.0.2";
+        let got = kinds(&[
+            tcp(e, o, 5000, 443, SYN),
+            tcp(o, e, 443, 5000, SYN | ACK),
+            tcp(e, o, 5000, 443, ACK),
+            tcp(e, o, 5000, 443, ACK | 0x08),
+            tcp(o, e, 443, 5000, ACK),
+            tcp(e, o, 5000, 443, FIN | ACK),
+            tcp(o, e, 443, 5000, FIN | ACK),
+        ]);
+        use FlowEventKind::*;
+        assert_eq!(got, [SynIn, SynAckOut, AckIn, FinIn, FinOut]);
+    }
+
+    #[test]
+    fn others_are_ignored() {
+        let got = kinds(&[
+            tcp("198.19.0.1", "198.18.0.2", 5000, 443, SYN),
+            tcp("198.18.0.1", "198.18.0.2", 5000, 80, SYN),
+            tcp("198.18.0.1", "198.18.0.2", 5001, 443, ACK),
+        ]);
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[test]
+    fn icmp_about_the_edge_segment() {
+        let q = Quoted {
+            src: "198.18.0.1".parse().unwrap(),
+            dst: "198.18.0.2".parse().unwrap(),
+            sport: 5000,
+            dport: 443,
+            seq: 9,
+        };
+        let icmp = Decoded {
+            src: "198.18.0.2".parse().unwrap(),
+            dst: "198.18.0.1".parse().unwrap(),
+            transport: Transport::IcmpUnreach {
+                v6: false,
+                icmp_type: 3,
+                code: 13,
+                quoted: q,
+            },
+        };
+        assert_eq!(
+            kinds(&[icmp]),
+            [FlowEventKind::IcmpUnreachOut {
+                v6: false,
+                icmp_type: 3,
+                code: 13
+            }]
+        );
+    }
+
+    #[test]
+    fn tracked_flows_are_bounded() {
+        let ranges = EdgeRanges::parse_list("198.18.0.0/16").unwrap();
+        let mut p = Packetizer::new(ranges, false, &[443], 8);
+        for port in 0..100 {
+            p.on_packet(0, &tcp("198.18.0.1", "198.18.1.1", port, 443, SYN));
+        }
+        assert!(p.flows.len() <= 8);
+        assert!(p.order.len() <= 16);
+    }
+}

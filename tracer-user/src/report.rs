@@ -1,0 +1,47 @@
+//! The summary line, shared by the live agent and capture analysis.
+
+use serde_json::{json, Map, Value};
+
+use crate::{diagnose::Diagnoser, finding::Cause, finding::SCHEMA_VERSION};
+
+/// What the source and the sink counted.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub duration_ms: u64,
+    pub events_received: u64,
+    pub events_lost: u64,
+    pub kernel_read_errors: u64,
+    pub flows_untracked: u64,
+    pub pending_at_exit: u64,
+    pub lines_dropped: u64,
+}
+
+/// The schema v1 `summary` line.
+pub fn summary(diag: &Diagnoser, c: &Counts, ts: &str) -> Value {
+    let stats = diag.stats();
+    let findings: Map<String, Value> = Cause::ALL
+        .iter()
+        .map(|cause| {
+            (
+                cause.as_str().to_owned(),
+                json!(stats.findings.get(cause).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
+    json!({
+        "type": "summary",
+        "schema_version": SCHEMA_VERSION,
+        "ts": ts,
+        "duration_ms": c.duration_ms,
+        "findings": findings,
+        "findings_total": stats.findings.values().sum::<u64>(),
+        "healthy_handshakes": stats.healthy_handshakes,
+        "events_received": c.events_received,
+        "events_lost": c.events_lost,
+        "kernel_read_errors": c.kernel_read_errors,
+        "flows_untracked": c.flows_untracked,
+        "flows_evicted": stats.flows_evicted,
+        "pending_at_exit": c.pending_at_exit,
+        "lines_dropped": c.lines_dropped,
+    })
+}
