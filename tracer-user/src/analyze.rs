@@ -80,9 +80,10 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     let sink = Sink::stdout(s.format, s.output_buffer);
     let name = file.display().to_string();
     let timeout_ns = u64::try_from(s.syn_timeout.as_nanos()).unwrap_or(u64::MAX);
+    let settle_ns = u64::try_from(s.settle.as_nanos()).unwrap_or(u64::MAX);
     let mut diag = Diagnoser::new(diagnose::Config {
         syn_timeout_ns: timeout_ns,
-        settle_ns: u64::try_from(s.settle.as_nanos()).unwrap_or(u64::MAX),
+        settle_ns,
         max_flows: s.max_flows,
         ..diagnose::Config::default()
     });
@@ -114,6 +115,11 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
         };
         tally.first_ns.get_or_insert(ts);
         tally.last_ns = ts;
+        // Decide what was due before this packet, as the live agent would have.
+        if ts >= next_tick {
+            emit_findings(&mut diag, ts);
+            next_tick = ts + TICK_NS;
+        }
         match decode::decode(pkt.link, pkt.data) {
             Err(skip) => *tally.skipped.entry(skip.as_str()).or_default() += 1,
             Ok(None) => {}
@@ -127,10 +133,6 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
                 }
             }
         }
-        if ts >= next_tick {
-            emit_findings(&mut diag, ts);
-            next_tick = ts + TICK_NS;
-        }
     });
     let end = match read {
         Ok(end) => end,
@@ -142,8 +144,9 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     if !started {
         sink.emit_wait(&start_line(s, &name));
     }
-    // What the capture's last moment decides; the rest is inconclusive.
-    emit_findings(&mut diag, tally.last_ns);
+    // No more evidence can come: what waited only for the settle time is
+    // decided; what waits for --syn-timeout beyond the capture is inconclusive.
+    emit_findings(&mut diag, tally.last_ns + settle_ns);
     let pending = diag.pending_flows();
     for p in &pending {
         sink.emit(&inconclusive_line(p, tally.last_ns, timeout_ns, &clock));

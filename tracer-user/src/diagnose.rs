@@ -309,17 +309,24 @@ impl Diagnoser {
             if f.settled() {
                 continue;
             }
-            let timed_out = now_ns >= f.first_ns + self.cfg.syn_timeout_ns;
+            let timeout_at = f.first_ns + self.cfg.syn_timeout_ns;
+            let timed_out = now_ns >= timeout_at;
             let due = f.decide_at.is_some_and(|t| now_ns >= t);
             if !timed_out && !due {
                 continue;
             }
+            // A finding is dated when its evidence was complete, not when
+            // the caller happened to tick (a sparse capture ticks late).
+            let decided_at = match f.decide_at {
+                Some(t) if due => t.min(now_ns),
+                _ => timeout_at.min(now_ns),
+            };
             f.decide_at = None;
             if let Some((cause, confidence)) = classify(f, timed_out) {
                 f.reported = true;
                 *self.stats.findings.entry(cause).or_default() += 1;
                 out.push(Finding {
-                    ts_ns: now_ns,
+                    ts_ns: decided_at,
                     flow: *flow,
                     cause,
                     confidence,

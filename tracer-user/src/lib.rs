@@ -9,6 +9,7 @@ pub mod diagnose;
 pub mod event;
 pub mod finding;
 pub mod kernel;
+pub mod pretty;
 pub mod ranges;
 pub mod report;
 pub mod run;

@@ -209,8 +209,16 @@ mod tests {
             tcp(e, o, 5000, 443, FIN | ACK),
             tcp(o, e, 443, 5000, FIN | ACK),
         ]);
-        use FlowEventKind::*;
-        assert_eq!(got, [SynIn, SynAckOut, AckIn, FinIn, FinOut]);
+        assert_eq!(
+            got,
+            [
+                FlowEventKind::SynIn,
+                FlowEventKind::SynAckOut,
+                FlowEventKind::AckIn,
+                FlowEventKind::FinIn,
+                FlowEventKind::FinOut
+            ]
+        );
     }
 
     #[test]

@@ -55,10 +55,13 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 ];
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+const TRUNCATED: &str = "the file ends inside a packet record (truncated capture)";
+
 fn damage(e: &PcapError) -> String {
     match e {
-        PcapError::IncompleteBuffer => {
-            "the file ends inside a packet record (truncated capture)".into()
+        PcapError::IncompleteBuffer => TRUNCATED.into(),
+        PcapError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            TRUNCATED.into()
         }
         other => format!("damaged record: {other}"),
     }
@@ -79,7 +82,7 @@ fn scale(units: u64, tsresol: u8) -> u64 {
             units / 10u64.saturating_pow(exp - 9)
         }
     } else {
-        let ns = u128::from(units) * 1_000_000_000 >> exp.min(127);
+        let ns = (u128::from(units) * 1_000_000_000) >> exp.min(127);
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 }
@@ -221,7 +224,7 @@ mod tests {
         assert_eq!(scale(1_500, 6), 1_500_000);
         assert_eq!(scale(7, 9), 7);
         assert_eq!(scale(3, 0), 3_000_000_000);
-        assert_eq!(scale(1 << 20, 0x80 | 20), 1_000_000_000);
+        assert_eq!(scale(1 << 20, 0x80 | 0x14), 1_000_000_000);
         assert_eq!(scale(5_000, 12), 5);
     }
 
