@@ -37,6 +37,9 @@ pub mod kind {
     pub const KERNEL_RETRANS_SYNACK: u32 = 12;
     /// sock:inet_sock_set_state for a TCP socket; `aux0` = old, `aux1` = new state.
     pub const KERNEL_SET_STATE: u32 = 13;
+    /// A [`super::Snapshot`]: bytes of a packet of a tracked flow, as the TC
+    /// programs saw it; `aux0` = 1 when it travelled origin -> edge.
+    pub const PACKET: u32 = 14;
 }
 
 /// Address family tags used in [`RawEvent::family`].
@@ -185,6 +188,35 @@ pub struct Settings {
     pub tcp_close: u32,
     /// The kernel's value of `TCP_ESTABLISHED`.
     pub tcp_established: u32,
+    /// 1: also send [`Snapshot`]s of tracked flows' packets.
+    pub snapshots: u32,
+    /// Snapshot budget per flow, edge -> origin, in bytes.
+    pub snap_budget_in: u32,
+    /// Snapshot budget per flow, origin -> edge, in bytes.
+    pub snap_budget_out: u32,
+    pub _pad: u32,
+}
+
+/// Most bytes of a packet one [`Snapshot`] carries; longer packets (GSO/GRO
+/// super-packets) are sent in several, up to the flow's budget.
+pub const SNAP_CHUNK: usize = 2048;
+/// Most snapshots one packet is split into.
+pub const SNAP_CHUNKS_PER_PACKET: u32 = 8;
+
+/// Bytes of a packet: `head.kind` is [`kind::PACKET`], `head` names the flow.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Snapshot {
+    pub head: RawEvent,
+    /// The packet's length on the wire (`skb->len`).
+    pub wire_len: u32,
+    /// Where in the packet this chunk starts.
+    pub offset: u32,
+    /// Valid bytes in `data`.
+    pub len: u32,
+    /// Length of the link-layer header at the packet's start.
+    pub l2_len: u32,
+    pub data: [u8; SNAP_CHUNK],
 }
 
 /// Key of the per-flow LRU map (`FLOWS`): the edge's 4-tuple.
@@ -211,6 +243,10 @@ pub mod flow_state {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowValue {
     pub state: u32,
+    /// Snapshot bytes used, edge -> origin.
+    pub snap_in: u32,
+    /// Snapshot bytes used, origin -> edge.
+    pub snap_out: u32,
     pub _pad: u32,
 }
 
@@ -263,4 +299,5 @@ mod user {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::Snapshot {}
 }

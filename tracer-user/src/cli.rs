@@ -83,6 +83,13 @@ pub struct Args {
     /// drop or ICMP error before naming the cause.
     #[arg(global = true, long, value_name = "DUR", value_parser = parse_duration, default_value = "300ms")]
     pub settle: Duration,
+    /// Also write the packets of every connection that ends in a finding to
+    /// this pcapng file (evidence for a hosting provider); live mode only.
+    #[arg(long, value_name = "FILE")]
+    pub write_pcap: Option<PathBuf>,
+    /// Largest size of the --write-pcap file, in MiB; later packets are not written (counted).
+    #[arg(long, value_name = "MIB", default_value_t = 100)]
+    pub write_pcap_max_mib: u64,
     /// How to attach the TC programs.
     #[arg(long, value_enum, default_value = "auto")]
     pub attach_mode: AttachMode,
@@ -147,6 +154,8 @@ pub struct Settings {
     pub syn_timeout: Duration,
     pub settle: Duration,
     pub attach_mode: AttachMode,
+    pub write_pcap: Option<PathBuf>,
+    pub write_pcap_max_mib: u64,
     pub max_flows: usize,
     pub output_buffer: usize,
 }
@@ -205,6 +214,9 @@ impl Args {
                 if self.attach_mode != AttachMode::Auto {
                     return Err(UsageError::LiveOnly("--attach-mode"));
                 }
+                if self.write_pcap.is_some() {
+                    return Err(UsageError::LiveOnly("--write-pcap"));
+                }
                 Some(file)
             }
         };
@@ -220,6 +232,8 @@ impl Args {
             syn_timeout: self.syn_timeout,
             settle: self.settle,
             attach_mode: self.attach_mode,
+            write_pcap: self.write_pcap,
+            write_pcap_max_mib: self.write_pcap_max_mib,
             max_flows: self.max_flows,
             output_buffer: self.output_buffer,
         })

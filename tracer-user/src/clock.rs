@@ -36,6 +36,11 @@ impl WallClock {
         Self { offset_ns }
     }
 
+    /// Unix time in nanoseconds of a monotonic timestamp.
+    pub fn unix_ns(&self, mono_ns: u64) -> u64 {
+        u64::try_from((i128::from(mono_ns) + self.offset_ns).max(0)).unwrap_or(u64::MAX)
+    }
+
     /// RFC 3339 UTC with microseconds.
     pub fn rfc3339(&self, mono_ns: u64) -> String {
         let unix_ns = (i128::from(mono_ns) + self.offset_ns).max(0);

@@ -196,6 +196,58 @@ pub fn read_raw(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawEvent>()) })
 }
 
+/// Bytes of one packet of a tracked flow, from the TC programs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketSnap {
+    /// `CLOCK_MONOTONIC` ns.
+    pub ts_ns: u64,
+    pub flow: Flow,
+    /// Origin -> edge.
+    pub outbound: bool,
+    pub ifindex: u32,
+    /// Link-layer header length at the start of the packet (14 Ethernet, 0 none).
+    pub l2_len: u32,
+    /// The packet's length on the wire.
+    pub wire_len: u32,
+    /// Where `data` starts within the packet (later chunks of a long packet).
+    pub offset: u32,
+    pub data: Vec<u8>,
+}
+
+/// Is this ring-buffer record a packet snapshot (rather than an event)?
+pub fn is_snapshot(bytes: &[u8]) -> bool {
+    bytes
+        .get(8..12)
+        .is_some_and(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) == kind::PACKET)
+}
+
+/// Decode a [`tracer_ebpf::Snapshot`] record.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<PacketSnap, DecodeError> {
+    let need = std::mem::size_of::<tracer_ebpf::Snapshot>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short(bytes.len(), need));
+    }
+    // SAFETY: length checked; Snapshot is plain old data, any bit pattern is valid.
+    let s = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<tracer_ebpf::Snapshot>()) };
+    let flow = Flow {
+        edge: addr(s.head.family, s.head.edge_addr)?,
+        edge_port: s.head.edge_port,
+        origin: addr(s.head.family, s.head.origin_addr)?,
+        origin_port: s.head.origin_port,
+    };
+    let len = (s.len as usize).min(tracer_ebpf::SNAP_CHUNK);
+    Ok(PacketSnap {
+        ts_ns: s.head.ts_ns,
+        flow,
+        outbound: s.head.aux0 == 1,
+        ifindex: s.head.ifindex,
+        l2_len: s.l2_len,
+        wire_len: s.wire_len,
+        offset: s.offset,
+        data: s.data[..len].to_vec(),
+    })
+}
+
 fn addr(family: u32, bytes: [u8; 16]) -> Result<IpAddr, DecodeError> {
     match family {
         FAMILY_V4 => Ok(IpAddr::V4(Ipv4Addr::new(

@@ -18,6 +18,7 @@ use crate::{
     clock::{monotonic_ns, WallClock},
     diagnose::{self, Diagnoser},
     event::{self, Event},
+    evidence_pcap::PcapEvidence,
     finding::{evidence_fields, flow_json, EvidenceKind, SCHEMA_VERSION},
     kernel::{self, attach, btf::Btf, procnet::OverflowPoller},
     report,
@@ -81,9 +82,26 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stop_at = s.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut diag = Diagnoser::new(diag_config(&s));
-    let all_events = s.events == EventsMode::All;
-    let mut totals = Totals::default();
+    let evidence = match &s.write_pcap {
+        None => None,
+        Some(path) => {
+            let keep = s.syn_timeout + Duration::from_secs(30);
+            Some(PcapEvidence::create(
+                path,
+                s.write_pcap_max_mib << 20,
+                keep,
+                clock,
+            )?)
+        }
+    };
+    let mut p = Pipeline {
+        diag: Diagnoser::new(diag_config(&s)),
+        sink,
+        clock,
+        all_events: s.events == EventsMode::All,
+        totals: Totals::default(),
+        evidence,
+    };
     let (mut last_poll, mut last_loss_check) = (started, started);
 
     loop {
@@ -94,68 +112,73 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                 if stop_at.is_some() => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &kernel.names, &mut diag, &sink, &clock, all_events, &mut totals);
+                p.drain(guard.get_inner_mut(), &kernel.names);
                 guard.clear_ready();
             }
             _ = tick.tick() => {
                 // A wake-up lost between draining and clearing readiness
                 // costs at most one tick.
-                drain(ring.get_mut(), &kernel.names, &mut diag, &sink, &clock, all_events, &mut totals);
+                p.drain(ring.get_mut(), &kernel.names);
                 let now = monotonic_ns();
                 if now - last_poll >= POLL_COUNTERS_NS {
                     last_poll = now;
                     if let Some(o) = poller.poll(now) {
-                        if all_events {
-                            sink.emit(&overflow_event_line(&o, &clock));
+                        if p.all_events {
+                            p.sink.emit(&overflow_event_line(&o, &p.clock));
                         }
-                        diag.on_event(&Event::ListenOverflow(o));
+                        p.diag.on_event(&Event::ListenOverflow(o));
                     }
                 }
-                decide(&mut diag, now, &sink, &clock);
+                p.decide(now);
                 if now - last_loss_check >= CHECK_LOSS_NS {
                     last_loss_check = now;
-                    report_loss(&kernel, &sink, &clock, now, &mut totals);
+                    report_loss(&kernel, &p.sink, &p.clock, now, &mut p.totals);
                 }
-                if sink.is_closed() {
+                if p.sink.is_closed() {
                     break;
                 }
             }
         }
     }
 
+    shut_down(p, kernel, ring, started);
+    Ok(())
+}
+
+/// Take what the kernel still holds, detach, and write the summary.
+fn shut_down(
+    mut p: Pipeline,
+    mut kernel: attach::Kernel,
+    mut ring: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
+    started: u64,
+) {
     // Whatever the kernel already handed over still counts.
-    drain(
-        ring.get_mut(),
-        &kernel.names,
-        &mut diag,
-        &sink,
-        &clock,
-        all_events,
-        &mut totals,
-    );
+    p.drain(ring.get_mut(), &kernel.names);
     let now = monotonic_ns();
-    decide(&mut diag, now, &sink, &clock);
-    report_loss(&kernel, &sink, &clock, now, &mut totals);
+    p.decide(now);
+    report_loss(&kernel, &p.sink, &p.clock, now, &mut p.totals);
     let counters = kernel.counters();
     drop(ring);
     kernel.detach();
-    if totals.decode_errors > 0 {
+    if p.totals.decode_errors > 0 {
         tracing::warn!(
             "{} kernel records could not be decoded",
-            totals.decode_errors
+            p.totals.decode_errors
         );
     }
-    let summary = summary_line(
-        &diag,
-        &totals,
+    let mut summary = summary_line(
+        &p.diag,
+        &p.totals,
         &counters,
-        sink.dropped(),
+        p.sink.dropped(),
         now - started,
-        &clock.rfc3339(now),
+        &p.clock.rfc3339(now),
     );
-    sink.emit_wait(&summary);
-    sink.finish();
-    Ok(())
+    if let Some(evidence) = p.evidence.take() {
+        summary["pcap"] = evidence.finish();
+    }
+    p.sink.emit_wait(&summary);
+    p.sink.finish();
 }
 
 fn diag_config(s: &Settings) -> diagnose::Config {
@@ -167,43 +190,69 @@ fn diag_config(s: &Settings) -> diagnose::Config {
     }
 }
 
-/// Let the diagnoser decide what is due and write the findings.
-fn decide(diag: &mut Diagnoser, now: u64, sink: &Sink, clock: &WallClock) {
-    for f in diag.tick(now) {
-        sink.emit(&f.to_json(&clock.rfc3339(f.ts_ns), "kernel"));
-    }
+/// Kernel records in, lines out: the stages of the live agent after the ring buffer.
+struct Pipeline {
+    diag: Diagnoser,
+    sink: Sink,
+    clock: WallClock,
+    all_events: bool,
+    totals: Totals,
+    /// `--write-pcap`.
+    evidence: Option<PcapEvidence>,
 }
 
-fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    names: &event::KernelNames,
-    diag: &mut Diagnoser,
-    sink: &Sink,
-    clock: &WallClock,
-    all_events: bool,
-    totals: &mut Totals,
-) {
-    while let Some(item) = ring.next() {
-        totals.events += 1;
-        let decoded = event::read_raw(&item).and_then(|raw| event::decode(&raw, names));
-        match decoded {
-            Ok(ev) => {
-                if all_events {
-                    let mut m = serde_json::Map::new();
-                    m.insert("type".into(), json!("event"));
-                    m.insert("schema_version".into(), json!(SCHEMA_VERSION));
-                    m.insert("ts".into(), json!(clock.rfc3339(ev.ts_ns)));
-                    evidence_fields(&EvidenceKind::Flow(ev.kind.clone()), &mut m);
-                    m.insert("flow".into(), flow_json(&ev.flow));
-                    sink.emit(&Value::Object(m));
+impl Pipeline {
+    /// Let the diagnoser decide what is due and write the findings (and
+    /// their packets, with --write-pcap).
+    fn decide(&mut self, now: u64) {
+        for f in self.diag.tick(now) {
+            self.sink
+                .emit(&f.to_json(&self.clock.rfc3339(f.ts_ns), "kernel"));
+            if let Some(e) = &mut self.evidence {
+                if let Err(err) = e.write_flow(&f.flow) {
+                    tracing::warn!("--write-pcap: {err:#}; no more packets are written");
+                    self.evidence = None;
                 }
-                diag.on_event(&Event::Flow(ev));
             }
-            Err(e) => {
-                if totals.decode_errors == 0 {
-                    tracing::warn!("undecodable kernel record: {e}");
+        }
+        if let Some(e) = &mut self.evidence {
+            e.expire(now);
+        }
+    }
+
+    fn drain(
+        &mut self,
+        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+        names: &event::KernelNames,
+    ) {
+        while let Some(item) = ring.next() {
+            if event::is_snapshot(&item) {
+                if let (Some(e), Ok(snap)) = (&mut self.evidence, event::decode_snapshot(&item)) {
+                    e.add(snap);
                 }
-                totals.decode_errors += 1;
+                continue;
+            }
+            self.totals.events += 1;
+            match event::read_raw(&item).and_then(|raw| event::decode(&raw, names)) {
+                Ok(ev) => {
+                    if self.all_events {
+                        let mut m = serde_json::Map::new();
+                        m.insert("type".into(), json!("event"));
+                        m.insert("schema_version".into(), json!(SCHEMA_VERSION));
+                        m.insert("ts".into(), json!(self.clock.rfc3339(ev.ts_ns)));
+                        m.insert("source".into(), json!("kernel"));
+                        evidence_fields(&EvidenceKind::Flow(ev.kind.clone()), &mut m);
+                        m.insert("flow".into(), flow_json(&ev.flow));
+                        self.sink.emit(&Value::Object(m));
+                    }
+                    self.diag.on_event(&Event::Flow(ev));
+                }
+                Err(e) => {
+                    if self.totals.decode_errors == 0 {
+                        tracing::warn!("undecodable kernel record: {e}");
+                    }
+                    self.totals.decode_errors += 1;
+                }
             }
         }
     }

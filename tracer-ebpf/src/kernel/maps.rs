@@ -71,20 +71,24 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
+/// Ring-buffer flags for a record: the reader is only woken once an eighth
+/// of the ring is used. A wake-up per event costs microseconds (an IPI, a VM
+/// exit in a guest), and the agent drains the ring on a short timer anyway.
+#[inline(always)]
+pub fn wake_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(RINGBUF_BYTES / 8) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 /// Stamp and send an event; a full ring buffer is counted, never silent.
-/// The reader is only woken once an eighth of the ring is used: a wake-up per
-/// event costs microseconds (an IPI, a VM exit in a guest), and the agent
-/// drains the ring on a short timer anyway.
 #[inline(always)]
 pub fn emit(ev: &mut RawEvent) {
     // SAFETY: helper without preconditions.
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(RINGBUF_BYTES / 8) {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    if EVENTS.output::<RawEvent>(&*ev, wake).is_err() {
+    if EVENTS.output::<RawEvent>(&*ev, wake_flags()).is_err() {
         bump(counter::RINGBUF_LOST);
     }
 }

@@ -3,10 +3,21 @@
 //! only read packets and always return TC_ACT_UNSPEC: traffic is never
 //! dropped, delayed or altered.
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
-use tracer_ebpf::{flow_state, kind, tcp_flag, FlowValue, FAMILY_V4, FAMILY_V6};
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC,
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    macros::classifier,
+    programs::TcContext,
+};
+use tracer_ebpf::{
+    flow_state, kind, tcp_flag, FlowValue, RawEvent, Snapshot, FAMILY_V4, FAMILY_V6, SNAP_CHUNK,
+    SNAP_CHUNKS_PER_PACKET,
+};
 
-use super::maps::{blank_event, bump, emit, flow_key, is_edge, port_watched, FLOWS, IFACE_L2};
+use super::maps::{
+    blank_event, bump, emit, flow_key, is_edge, port_watched, wake_flags, EVENTS, FLOWS, IFACE_L2,
+    SETTINGS,
+};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -30,6 +41,8 @@ pub fn otr_tc_egress(ctx: TcContext) -> i32 {
 
 /// Where the transport header starts and which addresses the packet carries.
 struct Ip {
+    /// Link-layer header length before the IP header.
+    l2: usize,
     family: u32,
     proto: u8,
     src: [u8; 16],
@@ -58,6 +71,7 @@ fn handle(ctx: &TcContext, ingress: bool) -> Option<()> {
 #[inline(always)]
 fn parse_ip(ctx: &TcContext, proto: u16, l2: usize) -> Option<Ip> {
     let mut ip = Ip {
+        l2,
         family: FAMILY_V4,
         proto: 0,
         src: [0; 16],
@@ -113,46 +127,168 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     let key = flow_key(&ev);
     let syn = flags & tcp_flag::SYN != 0;
     let ack = flags & tcp_flag::ACK != 0;
+    // (budget in, budget out) when snapshots are on.
+    let snap = match SETTINGS.get(0) {
+        Some(s) if s.snapshots != 0 => Some((s.snap_budget_in, s.snap_budget_out)),
+        _ => None,
+    };
+    let take = |flow: *mut FlowValue| {
+        if let Some((budget_in, budget_out)) = snap {
+            snapshot(
+                ctx,
+                &ev,
+                ingress,
+                ip.l2,
+                flow,
+                if ingress { budget_in } else { budget_out },
+            );
+        }
+    };
     if flags & tcp_flag::RST != 0 {
+        if let Some(flow) = FLOWS.get_ptr_mut(&key) {
+            take(flow);
+        }
+        let _ = FLOWS.remove(&key);
+        let mut ev = ev;
         ev.kind = if ingress {
             kind::EDGE_RST
         } else {
             kind::ORIGIN_RST
         };
-        let _ = FLOWS.remove(&key);
-    } else if ingress && syn && !ack {
-        ev.kind = kind::EDGE_SYN;
+        emit(&mut ev);
+        return Some(());
+    }
+    if ingress && syn && !ack {
         let value = FlowValue {
             state: flow_state::SYN_SEEN,
+            snap_in: 0,
+            snap_out: 0,
             _pad: 0,
         };
         if FLOWS.insert(&key, &value, 0).is_err() {
             bump(tracer_ebpf::counter::FLOW_INSERT_ERRORS);
         }
-    } else if !ingress && syn && ack {
+        let mut ev = ev;
+        ev.kind = kind::EDGE_SYN;
+        emit(&mut ev);
+        if let Some(flow) = FLOWS.get_ptr_mut(&key) {
+            take(flow);
+        }
+        return Some(());
+    }
+    let flow = FLOWS.get_ptr_mut(&key);
+    if !ingress && syn && ack {
+        let mut ev = ev;
         ev.kind = kind::ORIGIN_SYNACK;
-    } else {
-        // Anything else matters only for flows whose SYN we saw.
-        let state = FLOWS.get_ptr_mut(&key)?;
-        if flags & tcp_flag::FIN != 0 {
-            ev.kind = if ingress {
-                kind::EDGE_FIN
-            } else {
-                kind::ORIGIN_FIN
-            };
-        } else if ingress && ack {
-            // SAFETY: LRU value pointer valid for this program run.
-            if unsafe { (*state).state } != flow_state::SYN_SEEN {
-                return None;
-            }
-            unsafe { (*state).state = flow_state::ESTABLISHED };
-            ev.kind = kind::EDGE_ACK;
+        emit(&mut ev);
+        if let Some(flow) = flow {
+            take(flow);
+        }
+        return Some(());
+    }
+    // Anything else matters only for flows whose SYN we saw.
+    let flow = flow?;
+    let mut ev = ev;
+    if flags & tcp_flag::FIN != 0 {
+        ev.kind = if ingress {
+            kind::EDGE_FIN
         } else {
+            kind::ORIGIN_FIN
+        };
+        emit(&mut ev);
+    } else if ingress && ack && unsafe { (*flow).state } == flow_state::SYN_SEEN {
+        // SAFETY: LRU value pointer valid for this program run.
+        unsafe { (*flow).state = flow_state::ESTABLISHED };
+        ev.kind = kind::EDGE_ACK;
+        emit(&mut ev);
+    } else {
+        // A data segment: only its bytes may matter.
+        let header_end = ip.l4 as u32 + u32::from(th[12] >> 4) * 4;
+        if ctx.len() <= header_end {
             return None;
         }
     }
-    emit(&mut ev);
+    take(flow);
     Some(())
+}
+
+/// Send the packet's bytes, in chunks, while the flow's budget for this
+/// direction lasts. Costs nothing once the budget is spent.
+#[inline(always)]
+fn snapshot(
+    ctx: &TcContext,
+    ev: &RawEvent,
+    ingress: bool,
+    l2: usize,
+    flow: *mut FlowValue,
+    budget: u32,
+) {
+    // SAFETY: LRU value pointer valid for this program run.
+    let used = unsafe {
+        if ingress {
+            (*flow).snap_in
+        } else {
+            (*flow).snap_out
+        }
+    };
+    let wire = ctx.len();
+    let mut used = used;
+    let mut offset = 0u32;
+    const _: () = assert!(SNAP_CHUNK == 2048, "the asm mask below is SNAP_CHUNK - 1");
+    for _ in 0..SNAP_CHUNKS_PER_PACKET {
+        if offset >= wire || used >= budget {
+            break;
+        }
+        let left = core::cmp::min(wire - offset, budget - used);
+        let len = core::cmp::min(left, SNAP_CHUNK as u32);
+        if len == 0 {
+            break;
+        }
+        // Identity for 1..=SNAP_CHUNK, and provably in that range for the
+        // verifier; the mask is asm so that LLVM cannot fold it away.
+        let mut masked = u64::from(len - 1);
+        // SAFETY: register arithmetic only.
+        unsafe { core::arch::asm!("{0} &= 2047", inout(reg) masked) };
+        let len = masked as u32 + 1;
+        let Some(mut entry) = EVENTS.reserve::<Snapshot>(0) else {
+            bump(tracer_ebpf::counter::RINGBUF_LOST);
+            break;
+        };
+        let rec = entry.as_mut_ptr();
+        // SAFETY: `rec` points at reserved ring-buffer memory of Snapshot's size;
+        // `len` is at most SNAP_CHUNK.
+        let ok = unsafe {
+            (*rec).head = *ev;
+            (*rec).head.kind = kind::PACKET;
+            (*rec).head.aux0 = u32::from(!ingress);
+            (*rec).head.ts_ns = bpf_ktime_get_ns();
+            (*rec).wire_len = wire;
+            (*rec).offset = offset;
+            (*rec).len = len;
+            (*rec).l2_len = l2 as u32;
+            bpf_skb_load_bytes(
+                ctx.skb.skb as *const _,
+                offset,
+                (*rec).data.as_mut_ptr().cast(),
+                len,
+            ) == 0
+        };
+        if !ok {
+            entry.discard(0);
+            break;
+        }
+        entry.submit(wake_flags());
+        used += len;
+        offset += len;
+    }
+    // SAFETY: as above.
+    unsafe {
+        if ingress {
+            (*flow).snap_in = used;
+        } else {
+            (*flow).snap_out = used;
+        }
+    }
 }
 
 /// An ICMP(v6) destination-unreachable leaving toward the edge about a TCP

@@ -172,7 +172,11 @@ fn fill_maps(
     {
         let mut settings: Array<&mut MapData, tracer_ebpf::Settings> =
             map_mut(ebpf, names::SETTINGS)?.try_into()?;
-        settings.set(0, layout::settings(names_, s.all_sources), 0)?;
+        let snap = s.write_pcap.as_ref().map(|_| layout::SnapBudget {
+            inbound: 8 * 1024,
+            outbound: 20 * 1024,
+        });
+        settings.set(0, layout::settings(names_, s.all_sources, snap), 0)?;
     }
     {
         let mut l2: HashMap<&mut MapData, u32, u32> = map_mut(ebpf, names::IFACE_L2)?.try_into()?;

@@ -200,7 +200,15 @@ pub fn kernel_names(
 }
 
 /// The global settings map, with TCP state values from the running kernel.
-pub fn settings(names: &KernelNames, all_sources: bool) -> Settings {
+/// Per-flow snapshot budgets (edge -> origin, origin -> edge) when the
+/// TC programs should send packet bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapBudget {
+    pub inbound: u32,
+    pub outbound: u32,
+}
+
+pub fn settings(names: &KernelNames, all_sources: bool, snap: Option<SnapBudget>) -> Settings {
     let state = |name: &str| {
         names
             .tcp_states
@@ -213,6 +221,10 @@ pub fn settings(names: &KernelNames, all_sources: bool) -> Settings {
         tcp_syn_recv: state("TCP_SYN_RECV"),
         tcp_close: state("TCP_CLOSE"),
         tcp_established: state("TCP_ESTABLISHED"),
+        snapshots: u32::from(snap.is_some()),
+        snap_budget_in: snap.map_or(0, |b| b.inbound),
+        snap_budget_out: snap.map_or(0, |b| b.outbound),
+        _pad: 0,
     }
 }
 
@@ -274,7 +286,7 @@ mod tests {
         assert_eq!(names.drop_reasons[&12], "NETFILTER_DROP");
         assert_eq!(names.reset_reasons[&1], "NO_SOCKET");
         assert_eq!(names.tcp_states[&3], "TCP_SYN_RECV");
-        let s = settings(&names, false);
+        let s = settings(&names, false, None);
         assert_eq!((s.tcp_syn_recv, s.tcp_close, s.tcp_established), (3, 7, 1));
         // Without formats, BTF names the same values.
         let from_btf = kernel_names(None, None, None, &btf);
@@ -286,7 +298,7 @@ mod tests {
         assert_eq!(
             from_btf
                 .tcp_states
-                .get(&settings(&names, false).tcp_syn_recv)
+                .get(&settings(&names, false, None).tcp_syn_recv)
                 .map(String::as_str),
             Some("TCP_SYN_RECV")
         );
