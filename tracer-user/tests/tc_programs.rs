@@ -12,7 +12,7 @@ use etherparse::PacketBuilder;
 use tracer_ebpf::{kind, RawEvent};
 use tracer_user::{
     cli::Args,
-    event::{read_raw, KernelNames},
+    event::{decode_snapshot, is_snapshot, read_raw, KernelNames, PacketSnap},
     kernel::attach::load_configured,
 };
 
@@ -38,11 +38,17 @@ fn is_root() -> bool {
 struct Rig {
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
+    /// Packet snapshots seen so far.
+    snaps: Vec<PacketSnap>,
 }
 
 impl Rig {
     fn new() -> Self {
-        let args = Args::try_parse_from([
+        Self::with(&[])
+    }
+
+    fn with(extra: &[&str]) -> Self {
+        let mut argv = vec![
             "origin-tracer",
             "--format",
             "json",
@@ -50,8 +56,9 @@ impl Rig {
             "443",
             "--edge-ranges",
             "198.18.9.1/32,2001:db8:9::1/128",
-        ])
-        .unwrap();
+        ];
+        argv.extend_from_slice(extra);
+        let args = Args::try_parse_from(argv).unwrap();
         let mut ebpf =
             load_configured(&args.resolve().unwrap(), &[], &KernelNames::default()).unwrap();
         for name in ["otr_tc_ingress", "otr_tc_egress"] {
@@ -59,7 +66,11 @@ impl Rig {
             p.load().unwrap();
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
-        Self { ebpf, ring }
+        Self {
+            ebpf,
+            ring,
+            snaps: Vec::new(),
+        }
     }
 
     /// Run a program on a frame; assert it passed the frame on unchanged and
@@ -84,7 +95,11 @@ impl Rig {
         );
         let mut events = Vec::new();
         while let Some(item) = self.ring.next() {
-            events.push(read_raw(&item).unwrap());
+            if is_snapshot(&item) {
+                self.snaps.push(decode_snapshot(&item).unwrap());
+            } else {
+                events.push(read_raw(&item).unwrap());
+            }
         }
         events
     }
@@ -244,4 +259,57 @@ fn malformed_frames_pass_untouched_and_silent() {
             );
         }
     }
+}
+
+fn data4(sport: u16, payload: usize) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(EDGE4, ORIGIN4, 64)
+        .tcp(sport, 443, 2000, 64_240)
+        .ack(1);
+    let mut v = Vec::new();
+    let body: Vec<u8> = (0..payload).map(|i| (i % 251) as u8).collect();
+    b.write(&mut v, &body).unwrap();
+    v
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn snapshots_carry_whole_packets_within_the_flow_budget() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    // No snapshots unless asked for.
+    let mut off = Rig::new();
+    off.run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 41_000, 443, "S"));
+    assert!(off.snaps.is_empty());
+
+    let mut rig = Rig::with(&["--write-pcap", "/dev/null"]);
+    let syn = tcp4(EDGE4, ORIGIN4, 41_000, 443, "S");
+    rig.run("otr_tc_ingress", &syn);
+    assert_eq!(rig.snaps.len(), 1);
+    assert_eq!(rig.snaps[0].data, syn, "the SYN as it was on the wire");
+    assert!(!rig.snaps[0].outbound);
+    assert_eq!((rig.snaps[0].l2_len, rig.snaps[0].offset), (14, 0));
+    // A packet longer than a chunk comes in two, back to back.
+    let big = data4(41_000, 3_000);
+    rig.run("otr_tc_ingress", &big);
+    let chunks: Vec<_> = rig.snaps[1..]
+        .iter()
+        .map(|s| (s.offset, s.data.len()))
+        .collect();
+    assert_eq!(chunks, [(0, 2048), (2048, big.len() - 2048)]);
+    let mut whole = rig.snaps[1].data.clone();
+    whole.extend_from_slice(&rig.snaps[2].data);
+    assert_eq!(whole, big);
+    // The inbound budget (8 KiB) ends the snapshots, mid-packet if it must.
+    rig.run("otr_tc_ingress", &big);
+    rig.run("otr_tc_ingress", &big);
+    rig.run("otr_tc_ingress", &big);
+    let total: usize = rig.snaps.iter().map(|s| s.data.len()).sum();
+    assert_eq!(total, 8 * 1024);
+    // Untracked flows are never snapshotted.
+    let before = rig.snaps.len();
+    rig.run("otr_tc_ingress", &data4(41_999, 100));
+    assert_eq!(rig.snaps.len(), before);
 }
