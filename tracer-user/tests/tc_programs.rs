@@ -48,7 +48,7 @@ impl Rig {
     }
 
     fn with(extra: &[&str]) -> Self {
-        let mut argv = vec![
+        let mut command_line = vec![
             "origin-tracer",
             "--format",
             "json",
@@ -57,8 +57,8 @@ impl Rig {
             "--edge-ranges",
             "198.18.9.1/32,2001:db8:9::1/128",
         ];
-        argv.extend_from_slice(extra);
-        let args = Args::try_parse_from(argv).unwrap();
+        command_line.extend_from_slice(extra);
+        let args = Args::try_parse_from(command_line).unwrap();
         let mut ebpf =
             load_configured(&args.resolve().unwrap(), &[], &KernelNames::default()).unwrap();
         for name in ["otr_tc_ingress", "otr_tc_egress"] {
@@ -267,7 +267,7 @@ fn data4(sport: u16, payload: usize) -> Vec<u8> {
         .tcp(sport, 443, 2000, 64_240)
         .ack(1);
     let mut v = Vec::new();
-    let body: Vec<u8> = (0..payload).map(|i| (i % 251) as u8).collect();
+    let body: Vec<u8> = (0..payload).map(|i| u8::try_from(i % 251).unwrap()).collect();
     b.write(&mut v, &body).unwrap();
     v
 }
