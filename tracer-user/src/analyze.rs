@@ -81,12 +81,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     let name = file.display().to_string();
     let timeout_ns = u64::try_from(s.syn_timeout.as_nanos()).unwrap_or(u64::MAX);
     let settle_ns = u64::try_from(s.settle.as_nanos()).unwrap_or(u64::MAX);
-    let mut diag = Diagnoser::new(diagnose::Config {
-        syn_timeout_ns: timeout_ns,
-        settle_ns,
-        max_flows: s.max_flows,
-        ..diagnose::Config::default()
-    });
+    let mut diag = Diagnoser::new(crate::run::diag_config(s, true));
     let mut packets = Packetizer::new(
         s.ranges.clone(),
         s.all_sources,
@@ -124,7 +119,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
             Err(skip) => *tally.skipped.entry(skip.as_str()).or_default() += 1,
             Ok(None) => {}
             Ok(Some(d)) => {
-                if let Some(ev) = packets.on_packet(ts, &d) {
+                for ev in packets.on_packet(ts, &d) {
                     tally.events += 1;
                     if all_events {
                         sink.emit(&event_line(&ev, &clock));

@@ -90,6 +90,16 @@ pub struct Args {
     /// Largest size of the --write-pcap file, in MiB; later packets are not written (counted).
     #[arg(long, value_name = "MIB", default_value_t = 100)]
     pub write_pcap_max_mib: u64,
+    /// How long a request may wait for the first response byte (Cloudflare: 100 s).
+    #[arg(global = true, long, value_name = "DUR", value_parser = parse_duration, default_value = "100s")]
+    pub response_timeout: Duration,
+    /// Include the request's URL path (never its query string) in findings.
+    #[arg(global = true, long)]
+    pub show_path: bool,
+    /// TCP-level causes only: no packet snapshots, so no 520/524/525/526
+    /// diagnosis (the cheapest mode).
+    #[arg(long)]
+    pub no_payload: bool,
     /// How to attach the TC programs.
     #[arg(long, value_enum, default_value = "auto")]
     pub attach_mode: AttachMode,
@@ -156,6 +166,9 @@ pub struct Settings {
     pub attach_mode: AttachMode,
     pub write_pcap: Option<PathBuf>,
     pub write_pcap_max_mib: u64,
+    pub response_timeout: Duration,
+    pub show_path: bool,
+    pub no_payload: bool,
     pub max_flows: usize,
     pub output_buffer: usize,
 }
@@ -234,6 +247,9 @@ impl Args {
             attach_mode: self.attach_mode,
             write_pcap: self.write_pcap,
             write_pcap_max_mib: self.write_pcap_max_mib,
+            response_timeout: self.response_timeout,
+            show_path: self.show_path,
+            no_payload: self.no_payload,
             max_flows: self.max_flows,
             output_buffer: self.output_buffer,
         })

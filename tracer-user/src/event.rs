@@ -52,6 +52,13 @@ pub enum FlowEventKind {
         from: String,
         to: String,
     },
+    /// Payload bytes of a segment (from a snapshot or a capture); `seq` of
+    /// the [`FlowEvent`] is the sequence number of its first byte. What they
+    /// say becomes evidence, not the bytes themselves.
+    Payload {
+        outbound: bool,
+        bytes: Vec<u8>,
+    },
 }
 
 /// One observation about one flow.
@@ -108,6 +115,10 @@ impl FlowEventKind {
             Self::KernelRecvReset => "kernel_recv_reset",
             Self::SynAckRetransmit => "synack_retransmit",
             Self::StateChange { .. } => "state_change",
+            Self::Payload {
+                outbound: false, ..
+            } => "data_in",
+            Self::Payload { outbound: true, .. } => "data_out",
         }
     }
 }

@@ -20,10 +20,20 @@ pub enum Cause {
     SynackUnacked,
     KernelDrop,
     SynUnanswered,
+    TlsAlertFromOrigin,
+    TlsClosedDuringHandshake,
+    NotTls,
+    EdgeRejectedCertificate,
+    EdgeAbortedAfterCertificate,
+    ResetAfterRequest,
+    ClosedWithoutResponse,
+    HeadersTooLarge,
+    MalformedResponse,
+    ResponseTimeout,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 17] = [
         Cause::NoListener,
         Cause::FirewallReject,
         Cause::FirewallDrop,
@@ -31,6 +41,16 @@ impl Cause {
         Cause::SynackUnacked,
         Cause::KernelDrop,
         Cause::SynUnanswered,
+        Cause::TlsAlertFromOrigin,
+        Cause::TlsClosedDuringHandshake,
+        Cause::NotTls,
+        Cause::EdgeRejectedCertificate,
+        Cause::EdgeAbortedAfterCertificate,
+        Cause::ResetAfterRequest,
+        Cause::ClosedWithoutResponse,
+        Cause::HeadersTooLarge,
+        Cause::MalformedResponse,
+        Cause::ResponseTimeout,
     ];
 
     /// The exact string of the output schema.
@@ -43,6 +63,16 @@ impl Cause {
             Cause::SynackUnacked => "synack_unacked",
             Cause::KernelDrop => "kernel_drop",
             Cause::SynUnanswered => "syn_unanswered",
+            Cause::TlsAlertFromOrigin => "tls_alert_from_origin",
+            Cause::TlsClosedDuringHandshake => "tls_closed_during_handshake",
+            Cause::NotTls => "not_tls",
+            Cause::EdgeRejectedCertificate => "edge_rejected_certificate",
+            Cause::EdgeAbortedAfterCertificate => "edge_aborted_after_certificate",
+            Cause::ResetAfterRequest => "reset_after_request",
+            Cause::ClosedWithoutResponse => "closed_without_response",
+            Cause::HeadersTooLarge => "headers_too_large",
+            Cause::MalformedResponse => "malformed_response",
+            Cause::ResponseTimeout => "response_timeout",
         }
     }
 
@@ -50,7 +80,18 @@ impl Cause {
     pub fn class(self) -> &'static str {
         match self {
             Cause::NoListener | Cause::FirewallReject => "521",
-            _ => "522",
+            Cause::TlsAlertFromOrigin | Cause::TlsClosedDuringHandshake | Cause::NotTls => "525",
+            Cause::EdgeRejectedCertificate | Cause::EdgeAbortedAfterCertificate => "526",
+            Cause::ResetAfterRequest
+            | Cause::ClosedWithoutResponse
+            | Cause::HeadersTooLarge
+            | Cause::MalformedResponse => "520",
+            Cause::ResponseTimeout => "524",
+            Cause::FirewallDrop
+            | Cause::ListenOverflow
+            | Cause::SynackUnacked
+            | Cause::KernelDrop
+            | Cause::SynUnanswered => "522",
         }
     }
 }
@@ -91,6 +132,11 @@ pub enum EvidenceKind {
         count: u64,
         queue: Option<(u16, u32)>,
     },
+    /// What the first payload bytes said (`client_hello_in`, `tls_alert_out` ...).
+    Payload {
+        event: &'static str,
+        detail: String,
+    },
 }
 
 impl Evidence {
@@ -108,6 +154,10 @@ impl Evidence {
 /// Fill `event` and its kind-specific fields (shared with `--events all`).
 pub fn evidence_fields(what: &EvidenceKind, m: &mut Map<String, Value>) {
     match what {
+        EvidenceKind::Payload { event, detail } => {
+            m.insert("event".into(), json!(event));
+            m.insert("detail".into(), json!(detail));
+        }
         EvidenceKind::ListenOverflowCounter { count, queue } => {
             m.insert("event".into(), json!("listen_overflow_counter"));
             m.insert("count".into(), json!(count));
@@ -165,6 +215,10 @@ pub struct Finding {
     pub confidence: Confidence,
     pub evidence: Vec<Evidence>,
     pub hint: String,
+    /// TLS facts, for findings about TLS.
+    pub tls: Option<Value>,
+    /// HTTP facts, for findings about HTTP.
+    pub http: Option<Value>,
 }
 
 pub fn flow_json(flow: &Flow) -> Value {
@@ -181,7 +235,7 @@ impl Finding {
     /// The schema v1 `finding` line; `ts` is the RFC 3339 rendering of `ts_ns`.
     /// `source` is `kernel` (live) or `capture` (offline).
     pub fn to_json(&self, ts: &str, source: &str) -> Value {
-        json!({
+        let mut v = json!({
             "type": "finding",
             "schema_version": SCHEMA_VERSION,
             "ts": ts,
@@ -192,7 +246,14 @@ impl Finding {
             "flow": flow_json(&self.flow),
             "evidence": self.evidence.iter().map(Evidence::to_json).collect::<Vec<_>>(),
             "hint": self.hint,
-        })
+        });
+        if let Some(tls) = &self.tls {
+            v["tls"] = tls.clone();
+        }
+        if let Some(http) = &self.http {
+            v["http"] = http.clone();
+        }
+        v
     }
 }
 
@@ -236,6 +297,35 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
             ),
             None => format!("the kernel dropped the SYN from {edge} to port {port}"),
         },
+        Cause::TlsAlertFromOrigin => format!(
+            "the origin's TLS stack refused the edge's handshake on port {port} ({}): check the server's TLS versions, ciphers and the certificate for the SNI (`openssl s_client -connect {origin} -servername <host>`)",
+            drop_reason.unwrap_or("alert")
+        ),
+        Cause::TlsClosedDuringHandshake => format!(
+            "the origin closed the connection after the edge's ClientHello without answering: check the TLS configuration for this SNI and the server's error log (`openssl s_client -connect {origin}`)"
+        ),
+        Cause::NotTls => format!(
+            "the origin answered the edge's ClientHello on port {port} with something that is not TLS: is this port serving plain HTTP? set the Cloudflare SSL mode or the listener right"
+        ),
+        Cause::EdgeRejectedCertificate => format!(
+            "the edge rejected the origin's certificate ({}): check expiry, the hostnames in its SAN and its chain (`--check-certs`, Cloudflare Full (strict) needs a publicly trusted or Origin CA certificate)",
+            drop_reason.unwrap_or("certificate alert")
+        ),
+        Cause::EdgeAbortedAfterCertificate => "with TLS 1.3 the edge closed right after the origin's certificate without finishing the handshake (its alert is encrypted, so this is inferred): most likely it rejected the certificate; run with --check-certs".to_owned(),
+        Cause::ResetAfterRequest => format!(
+            "the origin reset the connection after reading the request, before answering: check the application server behind {origin} (crashes, worker limits, SO_LINGER 0 closes) and its logs"
+        ),
+        Cause::ClosedWithoutResponse => "the origin closed the connection after reading the request without any response byte: check the application's error log and timeouts (e.g. an upstream that crashes or a keepalive mismatch)".to_owned(),
+        Cause::HeadersTooLarge => format!(
+            "the response header block is over Cloudflare's 16 KiB limit ({}): trim large headers or cookies set by the application",
+            drop_reason.unwrap_or("size unknown")
+        ),
+        Cause::MalformedResponse => format!(
+            "the origin answered an HTTP request on port {port} with bytes that are not an HTTP status line: is another service listening on this port?"
+        ),
+        Cause::ResponseTimeout => format!(
+            "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s)"
+        ),
         Cause::SynUnanswered => format!(
             "SYNs from {edge} to port {port} got no answer and the kernel gave no reason: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
         ),

@@ -2,6 +2,7 @@
 //! origin fail. Data flows one way: kernel -> event -> diagnose -> sink.
 
 pub mod analyze;
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod clock;

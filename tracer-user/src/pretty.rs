@@ -27,7 +27,7 @@ fn flow_text(v: &Value) -> String {
 
 fn evidence_text(e: &Value) -> String {
     let mut t = s(e, "event").to_owned();
-    for key in ["reason", "direction", "segment"] {
+    for key in ["reason", "direction", "segment", "detail"] {
         if let Some(x) = e.get(key).and_then(Value::as_str) {
             t.push(' ');
             t.push_str(x);

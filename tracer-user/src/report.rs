@@ -43,5 +43,6 @@ pub fn summary(diag: &Diagnoser, c: &Counts, ts: &str) -> Value {
         "flows_evicted": stats.flows_evicted,
         "pending_at_exit": c.pending_at_exit,
         "lines_dropped": c.lines_dropped,
+        "timing": stats.timing.to_json(),
     })
 }

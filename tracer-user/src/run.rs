@@ -2,7 +2,7 @@
 //! events through the diagnoser to the sink until a signal, `--duration` or a
 //! closed output ends it; then detach and write the summary.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use tokio::{
 use tracer_ebpf::counter;
 
 use crate::{
+    capture::decode,
     cli::{EventsMode, Settings},
     clock::{monotonic_ns, WallClock},
     diagnose::{self, Diagnoser},
@@ -95,7 +96,9 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
         }
     };
     let mut p = Pipeline {
-        diag: Diagnoser::new(diag_config(&s)),
+        diag: Diagnoser::new(diag_config(&s, !s.no_payload)),
+        continuation: HashMap::new(),
+        payload: !s.no_payload,
         sink,
         clock,
         all_events: s.events == EventsMode::All,
@@ -181,11 +184,15 @@ fn shut_down(
     p.sink.finish();
 }
 
-fn diag_config(s: &Settings) -> diagnose::Config {
+/// The diagnoser's settings, shared with `analyze`.
+pub fn diag_config(s: &Settings, payload: bool) -> diagnose::Config {
     diagnose::Config {
         syn_timeout_ns: duration_ns(s.syn_timeout),
         settle_ns: duration_ns(s.settle),
         max_flows: s.max_flows,
+        response_timeout_ns: duration_ns(s.response_timeout),
+        payload,
+        keep_path: s.show_path,
         ..diagnose::Config::default()
     }
 }
@@ -199,9 +206,59 @@ struct Pipeline {
     totals: Totals,
     /// `--write-pcap`.
     evidence: Option<PcapEvidence>,
+    /// Snapshots become payload events.
+    payload: bool,
+    /// Where the next chunk of a long packet continues: per (flow,
+    /// outbound), (offset in the packet, sequence number there).
+    continuation: HashMap<(event::Flow, bool), (u32, u32)>,
 }
 
 impl Pipeline {
+    /// The TCP payload in a snapshot chunk, as a payload event.
+    fn payload_event(&mut self, snap: &event::PacketSnap) -> Option<event::FlowEvent> {
+        let key = (snap.flow, snap.outbound);
+        let (seq, bytes) = if snap.offset == 0 {
+            let link = if snap.l2_len == 14 {
+                pcap_file::DataLink::ETHERNET
+            } else {
+                pcap_file::DataLink::RAW
+            };
+            let Ok(Some(d)) = decode::decode(link, &snap.data) else {
+                return None;
+            };
+            let decode::Transport::Tcp { seq, payload, .. } = d.transport else {
+                return None;
+            };
+            let end = u32::try_from(snap.data.len()).ok()?;
+            let after = seq.wrapping_add(u32::try_from(payload.len()).ok()?);
+            self.continuation.insert(key, (end, after));
+            (seq, payload.to_vec())
+        } else {
+            let (at, seq) = self.continuation.remove(&key)?;
+            if at != snap.offset {
+                return None;
+            }
+            let end = snap.offset + u32::try_from(snap.data.len()).ok()?;
+            self.continuation.insert(
+                key,
+                (end, seq.wrapping_add(u32::try_from(snap.data.len()).ok()?)),
+            );
+            (seq, snap.data.clone())
+        };
+        if self.continuation.len() > 65_536 {
+            self.continuation.clear();
+        }
+        (!bytes.is_empty()).then_some(event::FlowEvent {
+            ts_ns: snap.ts_ns,
+            flow: snap.flow,
+            kind: event::FlowEventKind::Payload {
+                outbound: snap.outbound,
+                bytes,
+            },
+            seq,
+        })
+    }
+
     /// Let the diagnoser decide what is due and write the findings (and
     /// their packets, with --write-pcap).
     fn decide(&mut self, now: u64) {
@@ -227,8 +284,15 @@ impl Pipeline {
     ) {
         while let Some(item) = ring.next() {
             if event::is_snapshot(&item) {
-                if let (Some(e), Ok(snap)) = (&mut self.evidence, event::decode_snapshot(&item)) {
-                    e.add(snap);
+                if let Ok(snap) = event::decode_snapshot(&item) {
+                    if self.payload {
+                        if let Some(ev) = self.payload_event(&snap) {
+                            self.diag.on_event(&Event::Flow(ev));
+                        }
+                    }
+                    if let Some(e) = &mut self.evidence {
+                        e.add(snap);
+                    }
                 }
                 continue;
             }

@@ -348,19 +348,32 @@ fn shared(name: &str) -> Option<PathBuf> {
 }
 
 #[test]
-fn real_captures_at_the_tcp_level() {
-    for (name, port) in [
-        ("get.pcap", "80"),
-        ("chrome-1250-tls-x25519-kyber.pcap", "443"),
-        ("tls-1.2-handshake-failure.pcap", "443"),
-        ("https-to-http.pcap", "80"),
-        ("get-to-ssh-server.pcap", "22"),
-    ] {
+fn real_captures_say_what_their_readme_says() {
+    // (file, port, expected finding: class, cause, what the evidence names)
+    let cases = [
+        ("get.pcap", "80", None),
+        ("chrome-1250-tls-x25519-kyber.pcap", "443", None),
+        (
+            "tls-1.2-handshake-failure.pcap",
+            "443",
+            Some(("525", "tls_alert_from_origin", "handshake_failure")),
+        ),
+        (
+            "https-to-http.pcap",
+            "80",
+            Some(("525", "not_tls", "not TLS")),
+        ),
+        (
+            "get-to-ssh-server.pcap",
+            "22",
+            Some(("520", "malformed_response", "not HTTP")),
+        ),
+    ];
+    for (name, port, expected) in cases {
         let Some(file) = shared(name) else { return };
         let (lines, stderr, code) = analyze(&file, &["--all-sources", "-p", port]);
         assert_eq!(code, Some(0), "{name}: {stderr}");
-        // Every handshake completed: nothing at the TCP level.
-        assert!(of_type(&lines, "finding").is_empty(), "{name}: {lines:#?}");
+        let findings = of_type(&lines, "finding");
         let summary = lines.last().unwrap();
         assert_eq!(summary["healthy_handshakes"], 1, "{name}");
         assert_eq!(
@@ -368,5 +381,42 @@ fn real_captures_at_the_tcp_level() {
             serde_json::json!({}),
             "{name}"
         );
+        match expected {
+            None => assert!(findings.is_empty(), "{name}: {findings:#?}"),
+            Some((class, cause, named)) => {
+                assert_eq!(findings.len(), 1, "{name}: {findings:#?}");
+                let f = findings[0];
+                assert_eq!(
+                    (f["class"].as_str(), f["cause"].as_str()),
+                    (Some(class), Some(cause)),
+                    "{name}"
+                );
+                assert!(f.to_string().contains(named), "{name}: {f}");
+            }
+        }
     }
+    // The TLS facts of the failed handshake.
+    let Some(file) = shared("tls-1.2-handshake-failure.pcap") else {
+        return;
+    };
+    let (lines, _, _) = analyze(&file, &["--all-sources", "-p", "443"]);
+    let f = of_type(&lines, "finding")[0];
+    assert_eq!(f["tls"]["alert"]["description"], "handshake_failure");
+    assert_eq!(f["tls"]["alert"]["level"], "fatal");
+    assert_eq!(f["tls"]["alert"]["from"], "origin");
+}
+
+#[test]
+fn a_large_client_hello_is_read_whole() {
+    let Some(file) = shared("chrome-1250-tls-x25519-kyber.pcap") else {
+        return;
+    };
+    let (lines, _, _) = analyze(&file, &["--all-sources", "-p", "443", "--events", "all"]);
+    // The SNI sits inside a 1,756-byte ClientHello: the summary's TLS timing
+    // proves the ClientHello and ServerHello were both read.
+    let timing = &lines.last().unwrap()["timing"];
+    assert_eq!(
+        timing["client_hello_to_server_hello"]["count"], 1,
+        "{timing}"
+    );
 }

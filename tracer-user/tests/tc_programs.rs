@@ -267,7 +267,9 @@ fn data4(sport: u16, payload: usize) -> Vec<u8> {
         .tcp(sport, 443, 2000, 64_240)
         .ack(1);
     let mut v = Vec::new();
-    let body: Vec<u8> = (0..payload).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let body: Vec<u8> = (0..payload)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     b.write(&mut v, &body).unwrap();
     v
 }

@@ -17,10 +17,23 @@ const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
+enum Phase {
     SynSeen,
     Established,
 }
+
+/// Per-flow state, like the kernel's `FlowValue`.
+#[derive(Clone, Copy)]
+struct State {
+    phase: Phase,
+    /// Payload bytes handed on, per direction (the kernel's snapshot budget).
+    used_in: u32,
+    used_out: u32,
+}
+
+/// The kernel's snapshot budgets per flow (tracer-user/src/kernel/attach.rs).
+const BUDGET_IN: u32 = 8 * 1024;
+const BUDGET_OUT: u32 = 20 * 1024;
 
 pub struct Packetizer {
     ranges: EdgeRanges,
@@ -52,7 +65,12 @@ impl Packetizer {
     }
 
     fn track(&mut self, flow: Flow) {
-        if self.flows.insert(flow, State::SynSeen).is_none() {
+        let fresh = State {
+            phase: Phase::SynSeen,
+            used_in: 0,
+            used_out: 0,
+        };
+        if self.flows.insert(flow, fresh).is_none() {
             self.order.push_back(flow);
             while self.flows.len() > self.capacity {
                 let Some(old) = self.order.pop_front() else {
@@ -67,15 +85,17 @@ impl Packetizer {
         }
     }
 
-    /// The event a packet amounts to, if any.
-    pub fn on_packet(&mut self, ts_ns: u64, p: &Decoded<'_>) -> Option<FlowEvent> {
+    /// The events a packet amounts to: a control event, and for tracked
+    /// flows its payload (within the same budget the kernel uses).
+    pub fn on_packet(&mut self, ts_ns: u64, p: &Decoded<'_>) -> Vec<FlowEvent> {
+        let mut out = Vec::new();
         match p.transport {
             Transport::Tcp {
                 sport,
                 dport,
                 flags,
                 seq,
-                ..
+                payload,
             } => {
                 let inbound = self.watched[usize::from(dport)] && self.is_edge(p.src);
                 let outbound = !inbound && self.watched[usize::from(sport)] && self.is_edge(p.dst);
@@ -94,15 +114,29 @@ impl Packetizer {
                         origin_port: sport,
                     }
                 } else {
-                    return None;
+                    return out;
                 };
-                let kind = self.tcp_kind(flow, flags, inbound)?;
-                Some(FlowEvent {
-                    ts_ns,
-                    flow,
-                    kind,
-                    seq,
-                })
+                if let Some(kind) = self.tcp_kind(flow, flags, inbound) {
+                    out.push(FlowEvent {
+                        ts_ns,
+                        flow,
+                        kind,
+                        seq,
+                    });
+                }
+                if !payload.is_empty() {
+                    if let Some(bytes) = self.take_payload(flow, inbound, payload) {
+                        out.push(FlowEvent {
+                            ts_ns,
+                            flow,
+                            kind: FlowEventKind::Payload {
+                                outbound: !inbound,
+                                bytes,
+                            },
+                            seq,
+                        });
+                    }
+                }
             }
             Transport::IcmpUnreach {
                 v6,
@@ -111,27 +145,45 @@ impl Packetizer {
                 quoted,
             } => {
                 // From the origin to the edge, about the edge's segment.
-                if !self.watched[usize::from(quoted.dport)] || !self.is_edge(p.dst) {
-                    return None;
-                }
-                let flow = Flow {
-                    edge: quoted.src,
-                    edge_port: quoted.sport,
-                    origin: quoted.dst,
-                    origin_port: quoted.dport,
-                };
-                Some(FlowEvent {
-                    ts_ns,
-                    flow,
-                    kind: FlowEventKind::IcmpUnreachOut {
+                if self.watched[usize::from(quoted.dport)] && self.is_edge(p.dst) {
+                    let flow = Flow {
+                        edge: quoted.src,
+                        edge_port: quoted.sport,
+                        origin: quoted.dst,
+                        origin_port: quoted.dport,
+                    };
+                    let kind = FlowEventKind::IcmpUnreachOut {
                         v6,
                         icmp_type,
                         code,
-                    },
-                    seq: quoted.seq,
-                })
+                    };
+                    out.push(FlowEvent {
+                        ts_ns,
+                        flow,
+                        kind,
+                        seq: quoted.seq,
+                    });
+                }
             }
         }
+        out
+    }
+
+    /// The part of a payload the flow's budget still allows.
+    fn take_payload(&mut self, flow: Flow, inbound: bool, payload: &[u8]) -> Option<Vec<u8>> {
+        let state = self.flows.get_mut(&flow)?;
+        let (used, budget) = if inbound {
+            (&mut state.used_in, BUDGET_IN)
+        } else {
+            (&mut state.used_out, BUDGET_OUT)
+        };
+        let room = usize::try_from(budget.saturating_sub(*used)).unwrap_or(0);
+        if room == 0 {
+            return None;
+        }
+        let take = payload.len().min(room);
+        *used += u32::try_from(take).unwrap_or(budget);
+        Some(payload[..take].to_vec())
     }
 
     fn tcp_kind(&mut self, flow: Flow, flags: u8, inbound: bool) -> Option<FlowEventKind> {
@@ -159,8 +211,8 @@ impl Packetizer {
                 FlowEventKind::FinOut
             });
         }
-        if inbound && ack && *state == State::SynSeen {
-            *state = State::Established;
+        if inbound && ack && state.phase == Phase::SynSeen {
+            state.phase = Phase::Established;
             return Some(FlowEventKind::AckIn);
         }
         None
@@ -191,7 +243,7 @@ mod tests {
         let mut p = Packetizer::new(ranges, false, &[443], 8);
         packets
             .iter()
-            .filter_map(|d| p.on_packet(0, d))
+            .flat_map(|d| p.on_packet(0, d))
             .map(|e| e.kind)
             .collect()
     }

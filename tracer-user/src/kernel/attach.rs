@@ -172,7 +172,10 @@ fn fill_maps(
     {
         let mut settings: Array<&mut MapData, tracer_ebpf::Settings> =
             map_mut(ebpf, names::SETTINGS)?.try_into()?;
-        let snap = s.write_pcap.as_ref().map(|_| layout::SnapBudget {
+        // The first bytes of each direction: a ClientHello or request, a
+        // response head just past 16 KiB.
+        let wanted = !s.no_payload || s.write_pcap.is_some();
+        let snap = wanted.then_some(layout::SnapBudget {
             inbound: 8 * 1024,
             outbound: 20 * 1024,
         });

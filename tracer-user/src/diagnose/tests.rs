@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::event::{Event, Flow, FlowEvent, FlowEventKind as K, ListenOverflow};
+use crate::finding::Confidence;
 
 const MS: u64 = 1_000_000;
 const SYN: u8 = 0x02;
@@ -23,6 +24,8 @@ fn cfg() -> Config {
         linger_ns: 10_000 * MS,
         max_flows: 16,
         max_evidence: 8,
+        response_timeout_ns: 2_000 * MS,
+        ..Config::default()
     }
 }
 

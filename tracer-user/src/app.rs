@@ -1,0 +1,377 @@
+//! The application layer of one connection: the first payload bytes of each
+//! direction, reassembled in sequence order, and what the TLS and HTTP
+//! parsers read in them. Feeds the diagnoser's 520/524/525/526 rules.
+
+use serde_json::{json, Value};
+
+use crate::{
+    finding::EvidenceKind,
+    proto::{http, tls},
+};
+
+/// Most bytes kept per direction: a response header block just past 16 KiB.
+pub const STREAM_CAP: usize = 20 * 1024;
+/// Cloudflare's limit on a response header block.
+pub const HEADER_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, Default)]
+struct Stream {
+    next_seq: Option<u32>,
+    buf: Vec<u8>,
+    /// A segment went missing: later bytes cannot be placed.
+    gap: bool,
+}
+
+impl Stream {
+    /// Append the part of a segment that continues the stream; true if any.
+    fn add(&mut self, seq: u32, bytes: &[u8]) -> bool {
+        let next = *self.next_seq.get_or_insert(seq);
+        if self.gap || bytes.is_empty() {
+            return false;
+        }
+        // Offset of the segment relative to what we have (wrapping seq space).
+        let ahead = seq.wrapping_sub(next).cast_signed();
+        if ahead > 0 {
+            self.gap = true;
+            return false;
+        }
+        let skip = usize::try_from(-i64::from(ahead)).unwrap_or(usize::MAX);
+        if skip >= bytes.len() {
+            return false; // a retransmission of what we have
+        }
+        let new = &bytes[skip..];
+        let room = STREAM_CAP.saturating_sub(self.buf.len());
+        let take = new.len().min(room);
+        self.buf.extend_from_slice(&new[..take]);
+        self.next_seq = Some(next.wrapping_add(u32::try_from(new.len()).unwrap_or(u32::MAX)));
+        take > 0
+    }
+}
+
+/// A TLS alert and who sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeenAlert {
+    pub alert: tls::Alert,
+    pub from_origin: bool,
+}
+
+/// What the first bytes of a connection said.
+#[derive(Debug, Default)]
+pub struct App {
+    inb: Stream,
+    out: Stream,
+    pub client_hello: Option<tls::ClientHello>,
+    pub client_hello_ns: Option<u64>,
+    pub server_hello: Option<tls::ServerHello>,
+    pub server_hello_ns: Option<u64>,
+    pub alerts: Vec<SeenAlert>,
+    /// The origin answered a `ClientHello` with bytes that are not TLS.
+    pub not_tls: bool,
+    pub request: Option<http::Request>,
+    pub request_ns: Option<u64>,
+    /// First origin payload byte after the request (or at all, for TLS).
+    pub first_out_ns: Option<u64>,
+    pub response: Option<http::Response>,
+    /// Edge bytes after the `ServerHello` (a TLS 1.3 client's Finished is
+    /// more than an encrypted alert).
+    pub in_after_server_hello: usize,
+    /// Origin payload after its first flight was seen.
+    pub out_segments: u32,
+}
+
+/// Certificate-related alert descriptions (RFC 8446 6.2).
+pub fn is_certificate_alert(description: u8) -> bool {
+    matches!(description, 42..=46 | 48 | 49 | 116)
+}
+
+impl App {
+    pub fn is_tls(&self) -> bool {
+        self.client_hello.is_some()
+    }
+
+    /// A payload segment; returns the evidence it adds.
+    pub fn on_payload(
+        &mut self,
+        ts_ns: u64,
+        outbound: bool,
+        seq: u32,
+        bytes: &[u8],
+        keep_path: bool,
+    ) -> Vec<EvidenceKind> {
+        let mut out = Vec::new();
+        if outbound {
+            self.out_segments += 1;
+            if self.first_out_ns.is_none() {
+                self.first_out_ns = Some(ts_ns);
+            }
+            if !self.out.add(seq, bytes) {
+                return out;
+            }
+            self.read_out(ts_ns, &mut out);
+        } else {
+            if self.server_hello.is_some() {
+                self.in_after_server_hello += bytes.len();
+            }
+            if !self.inb.add(seq, bytes) {
+                return out;
+            }
+            self.read_in(ts_ns, keep_path, &mut out);
+        }
+        out
+    }
+
+    fn new_alerts(&mut self, scan: &tls::TlsScan, from_origin: bool, out: &mut Vec<EvidenceKind>) {
+        let known = self
+            .alerts
+            .iter()
+            .filter(|a| a.from_origin == from_origin)
+            .count();
+        for alert in scan.alerts.iter().skip(known) {
+            self.alerts.push(SeenAlert {
+                alert: *alert,
+                from_origin,
+            });
+            out.push(EvidenceKind::Payload {
+                event: if from_origin {
+                    "tls_alert_out"
+                } else {
+                    "tls_alert_in"
+                },
+                detail: format!("{} {}", alert.level_name(), alert.description_name()),
+            });
+        }
+    }
+
+    fn read_in(&mut self, ts_ns: u64, keep_path: bool, out: &mut Vec<EvidenceKind>) {
+        let data = &self.inb.buf;
+        if self.client_hello.is_none() && self.request.is_none() {
+            if tls::looks_like_tls(data) {
+                let scan = tls::scan(data);
+                if let Some(ch) = scan.client_hello.filter(|c| c.complete || c.sni.is_some()) {
+                    let versions: Vec<&str> = ch
+                        .offered_versions
+                        .iter()
+                        .map(|v| tls::version_name(*v))
+                        .collect();
+                    out.push(EvidenceKind::Payload {
+                        event: "client_hello_in",
+                        detail: format!(
+                            "sni={} offers {}",
+                            ch.sni.as_deref().unwrap_or("-"),
+                            versions.join(",")
+                        ),
+                    });
+                    self.client_hello = Some(ch);
+                    self.client_hello_ns = Some(ts_ns);
+                }
+            } else if let Some(req) = http::parse_request(data, keep_path) {
+                out.push(EvidenceKind::Payload {
+                    event: "request_in",
+                    detail: req.method.clone(),
+                });
+                self.request = Some(req);
+                self.request_ns = Some(ts_ns);
+                // Whatever the origin said before the request is not a response.
+                self.first_out_ns = None;
+            }
+        }
+        if self.client_hello.is_some() {
+            let scan = tls::scan(&self.inb.buf);
+            self.new_alerts(&scan, false, out);
+        }
+    }
+
+    fn read_out(&mut self, ts_ns: u64, out: &mut Vec<EvidenceKind>) {
+        if self.client_hello.is_some() {
+            let scan = tls::scan(&self.out.buf);
+            if scan.not_tls && !self.not_tls {
+                self.not_tls = true;
+                out.push(EvidenceKind::Payload {
+                    event: "data_out",
+                    detail: format!("not TLS: {}", printable(&self.out.buf)),
+                });
+            }
+            if let (None, Some(sh)) = (self.server_hello, scan.server_hello) {
+                out.push(EvidenceKind::Payload {
+                    event: "server_hello_out",
+                    detail: format!(
+                        "{}{}",
+                        tls::version_name(sh.version),
+                        if sh.hello_retry_request {
+                            " (HelloRetryRequest)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+                self.server_hello = Some(sh);
+                self.server_hello_ns = Some(ts_ns);
+            }
+            self.new_alerts(&scan, true, out);
+            return;
+        }
+        if self.request.is_some() {
+            let before = self.response.clone();
+            let now = http::parse_response(&self.out.buf);
+            let changed = match (&before, &now) {
+                (None, http::Response::Incomplete) => false,
+                (None, _) => true,
+                (Some(http::Response::Head(a)), http::Response::Head(b)) => {
+                    a.header_bytes.is_none() && b.header_bytes.is_some()
+                }
+                _ => false,
+            };
+            if changed {
+                let detail = match &now {
+                    http::Response::Head(h) => match h.header_bytes {
+                        Some(n) => format!("{} {}, header block {n} bytes", h.version, h.status),
+                        None => format!(
+                            "{} {}, header block not ended after {} bytes",
+                            h.version, h.status, h.seen_bytes
+                        ),
+                    },
+                    http::Response::NotHttp => format!("not HTTP: {}", printable(&self.out.buf)),
+                    http::Response::Incomplete => String::new(),
+                };
+                out.push(EvidenceKind::Payload {
+                    event: "response_out",
+                    detail,
+                });
+            }
+            if !matches!(now, http::Response::Incomplete) {
+                self.response = Some(now);
+            }
+        }
+    }
+
+    /// The response head is over Cloudflare's limit: (bytes, complete).
+    pub fn oversized_headers(&self) -> Option<(usize, bool)> {
+        match &self.response {
+            Some(http::Response::Head(h)) => match h.header_bytes {
+                Some(n) if n > HEADER_LIMIT => Some((n, true)),
+                None if h.seen_bytes > HEADER_LIMIT => Some((h.seen_bytes, false)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A complete, acceptable response head: the connection worked.
+    pub fn response_ok(&self) -> bool {
+        matches!(&self.response, Some(http::Response::Head(h)) if h.header_bytes.is_some_and(|n| n <= HEADER_LIMIT))
+    }
+
+    pub fn not_http(&self) -> bool {
+        matches!(self.response, Some(http::Response::NotHttp))
+    }
+
+    /// The finding's `tls` object.
+    pub fn tls_json(&self) -> Option<Value> {
+        let ch = self.client_hello.as_ref()?;
+        let alert = self.alerts.first().map(|a| {
+            json!({
+                "level": a.alert.level_name(),
+                "description": a.alert.description_name(),
+                "from": if a.from_origin { "origin" } else { "edge" },
+            })
+        });
+        Some(json!({
+            "sni": ch.sni,
+            "offered_versions": ch.offered_versions.iter().map(|v| tls::version_name(*v)).collect::<Vec<_>>(),
+            "negotiated_version": self.server_hello.map(|s| tls::version_name(s.version)),
+            "alert": alert,
+        }))
+    }
+
+    /// The finding's `http` object.
+    pub fn http_json(&self) -> Option<Value> {
+        let req = self.request.as_ref()?;
+        let (status, header_bytes) = match &self.response {
+            Some(http::Response::Head(h)) => {
+                (Some(h.status), Some(h.header_bytes.unwrap_or(h.seen_bytes)))
+            }
+            _ => (None, None),
+        };
+        let mut v = json!({"method": req.method, "status": status, "header_bytes": header_bytes});
+        if let Some(path) = &req.path {
+            v["path"] = json!(path);
+        }
+        Some(v)
+    }
+}
+
+/// The first bytes as text, for evidence (never more than a few dozen).
+fn printable(data: &[u8]) -> String {
+    data.iter()
+        .take(24)
+        .map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                char::from(*b)
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_reassemble_in_order_and_skip_retransmissions() {
+        let mut s = Stream::default();
+        assert!(s.add(100, b"GET "));
+        assert!(!s.add(100, b"GET "), "retransmission");
+        assert!(s.add(102, b"T / HTTP/1.1"), "overlap keeps the new part");
+        assert_eq!(s.buf, b"GET / HTTP/1.1");
+        assert!(!s.add(200, b"later"), "a gap stops the stream");
+        assert!(!s.add(114, b"\r\n"));
+        // Sequence numbers wrap.
+        let mut w = Stream::default();
+        assert!(w.add(u32::MAX - 1, b"ab"));
+        assert!(w.add(0, b"cd"));
+        assert_eq!(w.buf, b"abcd");
+    }
+
+    #[test]
+    fn http_request_and_response_heads() {
+        let mut a = App::default();
+        let ev = a.on_payload(
+            1,
+            false,
+            1,
+            b"GET /x?secret=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            true,
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(a.request.as_ref().unwrap().path.as_deref(), Some("/x"));
+        a.on_payload(
+            2,
+            true,
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(a.response_ok());
+        assert_eq!(a.http_json().unwrap()["status"], 200);
+        assert!(!a.http_json().unwrap().to_string().contains("secret"));
+    }
+
+    #[test]
+    fn a_huge_header_block_is_measured() {
+        let mut a = App::default();
+        a.on_payload(1, false, 1, b"GET / HTTP/1.1\r\n\r\n", false);
+        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while head.len() < 17_000 {
+            head.extend_from_slice(
+                b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
+        }
+        for (i, chunk) in head.chunks(1448).enumerate() {
+            a.on_payload(2, true, 1 + u32::try_from(i * 1448).unwrap(), chunk, false);
+        }
+        let (n, complete) = a.oversized_headers().unwrap();
+        assert!(n > HEADER_LIMIT && !complete);
+    }
+}

@@ -1,0 +1,547 @@
+//! The diagnoser: a bounded per-connection table fed with [`Event`]s, that
+//! names the cause of every failed edge handshake. Pure: no I/O, time is
+//! injected (`CLOCK_MONOTONIC` ns), so it runs the same on live kernel events,
+//! on captures and in unit tests.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+mod rules;
+pub mod timing;
+
+use crate::{
+    app::App,
+    event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow},
+    finding::{hint, Cause, Evidence, EvidenceKind, Finding},
+};
+use rules::{classify, classify_app, is_duplicate_syn_drop, is_syn};
+pub use timing::Timing;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// Tunables; every threshold is configurable (tests shrink them).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a SYN may wait for a completed handshake (Cloudflare: 15 s).
+    pub syn_timeout_ns: u64,
+    /// How long to wait after a decisive event (RST, drop, ICMP) for the
+    /// rest of the kernel's evidence before deciding.
+    pub settle_ns: u64,
+    /// How long a decided or healthy flow is remembered, so that
+    /// retransmissions add no second finding.
+    pub linger_ns: u64,
+    /// Most flows tracked at once; the oldest is evicted beyond it.
+    pub max_flows: usize,
+    /// Most evidence items kept per flow.
+    pub max_evidence: usize,
+    /// How long a request may wait for a first response byte (Cloudflare: 100 s).
+    pub response_timeout_ns: u64,
+    /// Payload events will come (snapshots on, or a capture): established
+    /// connections are followed until their first response.
+    pub payload: bool,
+    /// Keep the request's URL path (`--show-path`).
+    pub keep_path: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            syn_timeout_ns: 15_000 * NS_PER_MS,
+            settle_ns: 300 * NS_PER_MS,
+            linger_ns: 60_000 * NS_PER_MS,
+            max_flows: 100_000,
+            max_evidence: 32,
+            response_timeout_ns: 100_000 * NS_PER_MS,
+            payload: true,
+            keep_path: false,
+        }
+    }
+}
+
+/// A connection without a verdict yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub flow: Flow,
+    /// When its first SYN was seen.
+    pub first_ns: u64,
+    pub evidence: Vec<Evidence>,
+}
+
+/// Counters for the summary line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub findings: BTreeMap<Cause, u64>,
+    pub healthy_handshakes: u64,
+    /// Flows dropped from a full table before a verdict.
+    pub flows_evicted: u64,
+    /// Latencies of healthy connections.
+    pub timing: Timing,
+}
+
+/// Evidence of a full accept queue.
+#[derive(Clone, Copy, Debug)]
+struct Overflow {
+    queue: Option<(u16, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct FlowState {
+    /// Initial sequence number of the edge's SYN.
+    isn: Option<u32>,
+    first_ns: u64,
+    last_ns: u64,
+    evidence: Vec<Evidence>,
+    synack: u32,
+    synack_retrans: u32,
+    established: bool,
+    /// A finding was written for this flow.
+    reported: bool,
+    rst_out: bool,
+    send_reset: bool,
+    icmp: bool,
+    /// Reason the kernel gave for dropping the edge's SYN (or handshake ACK).
+    drop_in: Option<String>,
+    /// Reason the kernel gave for dropping the origin's SYN-ACK.
+    drop_out: Option<String>,
+    /// The overflow counter rose while the SYN waited; with the listener's
+    /// (port, accept queue) when it could be read.
+    listen_overflow: Option<Overflow>,
+    decide_at: Option<u64>,
+    /// When the first SYN-ACK left.
+    synack_ns: Option<u64>,
+    /// After the handshake: what the payload said, and who closed.
+    app: App,
+    fin_out: bool,
+    rst_out_late: bool,
+    fin_in: bool,
+    rst_in: bool,
+    /// The connection worked (or closed) without a cause to name.
+    done: bool,
+}
+
+impl FlowState {
+    fn settled(&self) -> bool {
+        self.done || self.reported
+    }
+
+    /// Still waiting for something that may end in a timeout: the handshake,
+    /// or a response to a request.
+    fn waiting(&self) -> bool {
+        !self.settled() && (!self.established || self.response_due().is_some())
+    }
+
+    /// When a request without a response byte runs out of time.
+    fn response_due(&self) -> Option<u64> {
+        match (self.app.request_ns, self.app.first_out_ns) {
+            (Some(t), None) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, ts_ns: u64, what: EvidenceKind, max: usize) {
+        let t_us = ts_ns.saturating_sub(self.first_ns) / 1_000;
+        if let Some(last) = self.evidence.last_mut() {
+            if last.what == what {
+                last.repeat += 1;
+                return;
+            }
+        }
+        if self.evidence.len() < max {
+            self.evidence.push(Evidence {
+                t_us,
+                what,
+                repeat: 1,
+            });
+        }
+    }
+}
+
+/// Events in, findings out.
+#[derive(Debug)]
+pub struct Diagnoser {
+    cfg: Config,
+    flows: HashMap<Flow, FlowState>,
+    /// Flows in arrival order, for eviction (stale entries skipped lazily).
+    order: VecDeque<(u64, Flow)>,
+    stats: Stats,
+}
+
+impl Diagnoser {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            flows: HashMap::new(),
+            order: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Connections still in their handshake, without a verdict.
+    pub fn pending(&self) -> usize {
+        self.flows.values().filter(|f| f.waiting()).count()
+    }
+
+    /// Those connections, oldest first: when a capture ends, they are
+    /// inconclusive rather than timed out.
+    pub fn pending_flows(&self) -> Vec<Pending> {
+        let mut out: Vec<Pending> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.waiting())
+            .map(|(flow, f)| Pending {
+                flow: *flow,
+                first_ns: f.first_ns,
+                evidence: f.evidence.clone(),
+            })
+            .collect();
+        out.sort_by_key(|p| (p.first_ns, p.flow));
+        out
+    }
+
+    /// Feed one event. Findings come out of [`Diagnoser::tick`].
+    pub fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::Flow(e) => self.on_flow_event(e),
+            Event::ListenOverflow(o) => self.on_listen_overflow(o),
+        }
+    }
+
+    fn on_flow_event(&mut self, e: &FlowEvent) {
+        let starts_flow = match &e.kind {
+            FlowEventKind::SynIn => true,
+            FlowEventKind::KernelDrop {
+                outbound: false,
+                tcp_flags,
+                ..
+            } => is_syn(*tcp_flags),
+            _ => false,
+        };
+        // The same 4-tuple with a new initial sequence number is a new
+        // connection (busy clients reuse ports); the same ISN, a retransmission.
+        if starts_flow {
+            if let Some(old) = self.flows.get(&e.flow) {
+                if old.isn.is_some_and(|isn| isn != e.seq) {
+                    self.flows.remove(&e.flow);
+                }
+            }
+        }
+        if !self.flows.contains_key(&e.flow) {
+            if !starts_flow {
+                return;
+            }
+            self.make_room();
+            self.flows.insert(
+                e.flow,
+                FlowState {
+                    isn: Some(e.seq),
+                    first_ns: e.ts_ns,
+                    last_ns: e.ts_ns,
+                    ..FlowState::default()
+                },
+            );
+            self.order.push_back((e.ts_ns, e.flow));
+        }
+        let cfg = self.cfg.clone();
+        let Some(f) = self.flows.get_mut(&e.flow) else {
+            return;
+        };
+        f.last_ns = f.last_ns.max(e.ts_ns);
+        let is_payload = matches!(e.kind, FlowEventKind::Payload { .. });
+        if !is_payload && !is_duplicate_syn_drop(f, &e.kind) {
+            f.push(
+                e.ts_ns,
+                EvidenceKind::Flow(e.kind.clone()),
+                cfg.max_evidence,
+            );
+        }
+        if f.settled() {
+            return;
+        }
+        if f.established {
+            after_handshake(f, e, &cfg, &mut self.stats.timing);
+            return;
+        }
+        during_handshake(f, e, &cfg);
+        if f.established {
+            self.stats.healthy_handshakes += 1;
+            f.decide_at = None;
+            if let Some(t) = f.synack_ns {
+                self.stats
+                    .timing
+                    .syn_to_synack
+                    .add((t.saturating_sub(f.first_ns)) / 1_000);
+            }
+            if !cfg.payload {
+                f.done = true;
+            } else if is_payload {
+                after_handshake(f, e, &cfg, &mut self.stats.timing);
+            }
+        }
+    }
+
+    fn on_listen_overflow(&mut self, o: &ListenOverflow) {
+        let max = self.cfg.max_evidence;
+        for (flow, f) in &mut self.flows {
+            let waiting =
+                !f.settled() && f.synack == 0 && f.synack_retrans == 0 && f.first_ns <= o.ts_ns;
+            let queue = o
+                .queues
+                .iter()
+                .find(|(p, _)| *p == flow.origin_port)
+                .copied();
+            // A listener with a full queue on another port does not explain this flow.
+            if !waiting || (queue.is_none() && !o.queues.is_empty()) {
+                continue;
+            }
+            f.listen_overflow = Some(Overflow { queue });
+            f.push(
+                o.ts_ns,
+                EvidenceKind::ListenOverflowCounter {
+                    count: o.count,
+                    queue,
+                },
+                max,
+            );
+            f.decide_at = Some(o.ts_ns + self.cfg.settle_ns);
+        }
+    }
+
+    fn make_room(&mut self) {
+        while self.flows.len() >= self.cfg.max_flows {
+            let Some((first, flow)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(f) = self.flows.get(&flow) {
+                if f.first_ns == first {
+                    if !f.settled() {
+                        self.stats.flows_evicted += 1;
+                    }
+                    self.flows.remove(&flow);
+                }
+            }
+        }
+    }
+
+    /// Decide every flow whose time has come; forget old settled flows.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for (flow, f) in &mut self.flows {
+            if f.settled() {
+                continue;
+            }
+            let decision = if f.established {
+                decide_after_handshake(f, now_ns, self.cfg.response_timeout_ns)
+            } else {
+                decide_handshake(f, now_ns, self.cfg.syn_timeout_ns)
+            };
+            if let Some((decided_at, cause, confidence, detail)) = decision {
+                f.reported = true;
+                *self.stats.findings.entry(cause).or_default() += 1;
+                let detail = detail
+                    .or_else(|| f.drop_in.clone())
+                    .or_else(|| f.drop_out.clone());
+                let about_tls = matches!(cause.class(), "525" | "526");
+                out.push(Finding {
+                    ts_ns: decided_at,
+                    flow: *flow,
+                    cause,
+                    confidence,
+                    evidence: f.evidence.clone(),
+                    hint: hint(cause, flow, detail.as_deref()),
+                    tls: if about_tls { f.app.tls_json() } else { None },
+                    http: if about_tls { None } else { f.app.http_json() },
+                });
+            }
+        }
+        let linger = self.cfg.linger_ns;
+        let timeout = self.cfg.syn_timeout_ns;
+        // Settled flows linger so retransmissions stay quiet; unsettled ones
+        // cannot outlive their timeout by much (they are decided above).
+        let response_timeout = self.cfg.response_timeout_ns;
+        self.flows.retain(|_, f| {
+            now_ns < f.last_ns + linger
+                || (!f.established && !f.settled() && now_ns < f.first_ns + timeout)
+                || f.response_due()
+                    .is_some_and(|t| !f.settled() && now_ns < t + response_timeout)
+        });
+        if self.order.len() > 2 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            self.order
+                .retain(|(first, flow)| flows.get(flow).is_some_and(|f| f.first_ns == *first));
+        }
+        out.sort_by_key(|f| (f.evidence.first().map(|e| e.t_us), f.flow));
+        out
+    }
+}
+
+/// An event of a connection still in its handshake.
+fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
+    let decide_soon = Some(e.ts_ns + cfg.settle_ns);
+    match &e.kind {
+        // Payload before the handshake completed (a capture may order
+        // the edge's ACK and first data closely): it counts as completed.
+        FlowEventKind::AckIn | FlowEventKind::Payload { .. } => f.established = true,
+        FlowEventKind::StateChange { from, to }
+            if from == "TCP_SYN_RECV" && to == "TCP_ESTABLISHED" =>
+        {
+            f.established = true;
+        }
+        FlowEventKind::SynAckOut => {
+            f.synack += 1;
+            f.synack_ns.get_or_insert(e.ts_ns);
+        }
+        FlowEventKind::SynAckRetransmit => f.synack_retrans += 1,
+        FlowEventKind::RstOut => {
+            f.rst_out = true;
+            f.decide_at = decide_soon;
+        }
+        FlowEventKind::KernelSendReset { .. } => f.send_reset = true,
+        FlowEventKind::IcmpUnreachOut { .. } => {
+            f.icmp = true;
+            f.decide_at = decide_soon;
+        }
+        FlowEventKind::KernelDrop {
+            reason,
+            outbound: false,
+            tcp_flags,
+        } => {
+            // A duplicate SYN is dropped once the request socket has
+            // answered it, and NOT_SPECIFIED says nothing: neither decides.
+            let answered = f.synack > 0 || f.synack_retrans > 0;
+            let first_syn = is_syn(*tcp_flags) && !answered;
+            if reason != "NOT_SPECIFIED" && (first_syn || reason.contains("LISTEN_OVERFLOW")) {
+                f.drop_in = Some(reason.clone());
+                f.decide_at = decide_soon;
+            }
+        }
+        FlowEventKind::KernelDrop {
+            reason,
+            outbound: true,
+            ..
+        } => f.drop_out = Some(reason.clone()),
+        _ => {}
+    }
+}
+
+type Decision = (u64, Cause, crate::finding::Confidence, Option<String>);
+
+/// A handshake whose time has come: (decided at, cause, confidence, detail).
+fn decide_handshake(f: &mut FlowState, now_ns: u64, syn_timeout_ns: u64) -> Option<Decision> {
+    let timeout_at = f.first_ns + syn_timeout_ns;
+    let timed_out = now_ns >= timeout_at;
+    let due = f.decide_at.is_some_and(|t| now_ns >= t);
+    if !timed_out && !due {
+        return None;
+    }
+    // A finding is dated when its evidence was complete, not when the
+    // caller happened to tick (a sparse capture ticks late).
+    let decided_at = match f.decide_at {
+        Some(t) if due => t.min(now_ns),
+        _ => timeout_at.min(now_ns),
+    };
+    f.decide_at = None;
+    classify(f, timed_out).map(|(c, conf)| (decided_at, c, conf, None))
+}
+
+/// After the handshake: a decisive payload fact, a close, or a request
+/// that ran out of time.
+fn decide_after_handshake(
+    f: &mut FlowState,
+    now_ns: u64,
+    response_timeout_ns: u64,
+) -> Option<Decision> {
+    let deadline = f.response_due().map(|t| t + response_timeout_ns);
+    let timed_out = deadline.is_some_and(|d| now_ns >= d);
+    let due = f.decide_at.is_some_and(|t| now_ns >= t);
+    if !timed_out && !due {
+        return None;
+    }
+    let decided_at = match (f.decide_at, deadline) {
+        (Some(t), _) if due => t.min(now_ns),
+        (_, Some(d)) => d.min(now_ns),
+        _ => now_ns,
+    };
+    f.decide_at = None;
+    if let Some((c, conf, detail)) = classify_app(f, timed_out) {
+        return Some((decided_at, c, conf, detail));
+    }
+    // Closed, or answered, without a cause: nothing more to wait for.
+    if f.fin_out || f.rst_out_late || f.fin_in || f.rst_in || f.app.response_ok() {
+        f.done = true;
+    }
+    None
+}
+
+/// An event of an established connection.
+fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config, timing: &mut Timing) {
+    let decide_soon = Some(e.ts_ns + cfg.settle_ns);
+    match &e.kind {
+        FlowEventKind::Payload { outbound, bytes } => {
+            let had_server_hello = f.app.server_hello.is_some();
+            let had_response = f.app.first_out_ns.is_some();
+            let facts = f
+                .app
+                .on_payload(e.ts_ns, *outbound, e.seq, bytes, cfg.keep_path);
+            let decisive = !facts.is_empty()
+                && (f.app.alerts.iter().any(|a| {
+                    a.from_origin || crate::app::is_certificate_alert(a.alert.description)
+                }) || f.app.not_tls
+                    || f.app.not_http()
+                    || f.app.oversized_headers().is_some());
+            for fact in facts {
+                f.push(e.ts_ns, fact, cfg.max_evidence);
+            }
+            if let (false, Some(sh), Some(ch)) = (
+                had_server_hello,
+                f.app.server_hello_ns,
+                f.app.client_hello_ns,
+            ) {
+                timing
+                    .client_hello_to_server_hello
+                    .add(sh.saturating_sub(ch) / 1_000);
+            }
+            if let (false, Some(first), Some(req)) =
+                (had_response, f.app.first_out_ns, f.app.request_ns)
+            {
+                if *outbound && first >= req {
+                    timing.request_to_first_byte.add((first - req) / 1_000);
+                }
+            }
+            if decisive {
+                f.decide_at = decide_soon;
+            } else if f.app.response_ok() {
+                f.done = true;
+            } else if f.app.is_tls()
+                && f.app.server_hello.is_some()
+                && f.app.in_after_server_hello > 64
+                && f.app.alerts.is_empty()
+            {
+                // The edge sent its next flight: the TLS handshake went on.
+                f.done = true;
+            }
+        }
+        FlowEventKind::FinOut => {
+            f.fin_out = true;
+            f.decide_at = decide_soon;
+        }
+        FlowEventKind::RstOut => {
+            f.rst_out_late = true;
+            f.decide_at = decide_soon;
+        }
+        FlowEventKind::FinIn => {
+            f.fin_in = true;
+            f.decide_at = decide_soon;
+        }
+        FlowEventKind::RstIn => {
+            f.rst_in = true;
+            f.decide_at = decide_soon;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! The rules that name a cause from what a connection showed: the
+//! handshake's (521/522) and, after it, the payload's (520/524/525/526).
+
+use super::FlowState;
+use crate::{
+    app::is_certificate_alert,
+    event::FlowEventKind,
+    finding::{Cause, Confidence},
+};
+
+/// The kernel frees a retransmitted SYN once its request socket has answered
+/// (it re-sends the SYN-ACK instead) without a reason: routine, not evidence,
+/// and it would read like a drop cause.
+pub(super) fn is_duplicate_syn_drop(f: &FlowState, kind: &FlowEventKind) -> bool {
+    matches!(kind, FlowEventKind::KernelDrop { reason, outbound: false, tcp_flags }
+        if reason == "NOT_SPECIFIED" && is_syn(*tcp_flags) && (f.synack > 0 || f.synack_retrans > 0))
+}
+
+pub(super) fn is_syn(flags: u8) -> bool {
+    u32::from(flags) & tracer_ebpf::tcp_flag::SYN != 0
+        && u32::from(flags) & tracer_ebpf::tcp_flag::ACK == 0
+}
+
+/// The rules. `None` while the evidence is not conclusive yet.
+pub(super) fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confidence)> {
+    use Cause::{
+        FirewallDrop, FirewallReject, KernelDrop, ListenOverflow, NoListener, SynUnanswered,
+        SynackUnacked,
+    };
+    use Confidence::{High, Medium};
+    if f.established {
+        return None;
+    }
+    let drop = f.drop_in.as_deref();
+    if drop.is_some_and(|r| r.contains("LISTEN_OVERFLOW")) {
+        return Some((ListenOverflow, High));
+    }
+    if f.icmp {
+        return Some((FirewallReject, High));
+    }
+    if f.rst_out || f.send_reset {
+        return Some(match drop {
+            Some("NETFILTER_DROP") if !f.send_reset => (FirewallReject, High),
+            _ if f.send_reset || drop == Some("NO_SOCKET") => (NoListener, High),
+            // A RST and no word from the kernel: the packets alone say "closed port".
+            _ => (NoListener, Medium),
+        });
+    }
+    match drop {
+        Some("NO_SOCKET") => return Some((NoListener, High)),
+        Some("NETFILTER_DROP") => return Some((FirewallDrop, High)),
+        Some(_) => return Some((KernelDrop, High)),
+        None => {}
+    }
+    if let Some(overflow) = f.listen_overflow {
+        if f.synack == 0 && f.synack_retrans == 0 {
+            return Some((
+                ListenOverflow,
+                if overflow.queue.is_some() {
+                    High
+                } else {
+                    Medium
+                },
+            ));
+        }
+    }
+    if !timed_out {
+        return None;
+    }
+    // Retransmitted SYN-ACKs: seen by the kernel, or on the wire (a capture).
+    if f.synack_retrans > 0 || f.synack >= 2 {
+        return Some((SynackUnacked, High));
+    }
+    if f.synack > 0 {
+        return Some((SynackUnacked, Medium));
+    }
+    Some((SynUnanswered, Medium))
+}
+
+/// After the handshake. `None` while nothing conclusive happened.
+pub(super) fn classify_app(
+    f: &FlowState,
+    response_timed_out: bool,
+) -> Option<(Cause, Confidence, Option<String>)> {
+    let a = &f.app;
+    if a.is_tls() {
+        // close_notify (0) is not a refusal.
+        if let Some(al) = a
+            .alerts
+            .iter()
+            .find(|x| x.from_origin && x.alert.description != 0)
+        {
+            return Some((
+                Cause::TlsAlertFromOrigin,
+                Confidence::High,
+                Some(al.alert.description_name().to_owned()),
+            ));
+        }
+        if let Some(al) = a
+            .alerts
+            .iter()
+            .find(|x| !x.from_origin && is_certificate_alert(x.alert.description))
+        {
+            return Some((
+                Cause::EdgeRejectedCertificate,
+                Confidence::High,
+                Some(al.alert.description_name().to_owned()),
+            ));
+        }
+        if a.not_tls {
+            return Some((Cause::NotTls, Confidence::High, None));
+        }
+        if a.server_hello.is_none() && (f.fin_out || f.rst_out_late) {
+            return Some((Cause::TlsClosedDuringHandshake, Confidence::High, None));
+        }
+        let tls13 = a
+            .server_hello
+            .is_some_and(|s| s.version == 0x0304 && !s.hello_retry_request);
+        if tls13 && (f.fin_in || f.rst_in) && a.in_after_server_hello <= 64 {
+            return Some((Cause::EdgeAbortedAfterCertificate, Confidence::Low, None));
+        }
+        return None;
+    }
+    a.request.as_ref()?;
+    if a.not_http() {
+        return Some((Cause::MalformedResponse, Confidence::High, None));
+    }
+    if let Some((bytes, complete)) = a.oversized_headers() {
+        let detail = if complete {
+            format!("{bytes} bytes")
+        } else {
+            format!("over {bytes} bytes, not ended")
+        };
+        return Some((Cause::HeadersTooLarge, Confidence::High, Some(detail)));
+    }
+    if a.first_out_ns.is_none() {
+        if f.rst_out_late {
+            return Some((Cause::ResetAfterRequest, Confidence::High, None));
+        }
+        if f.fin_out {
+            return Some((Cause::ClosedWithoutResponse, Confidence::High, None));
+        }
+        if response_timed_out {
+            return Some((Cause::ResponseTimeout, Confidence::High, None));
+        }
+    }
+    None
+}
