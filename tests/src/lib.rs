@@ -1,7 +1,8 @@
 //! Privileged test lab for origin-tracer: network namespaces joined by a veth
 //! pair, real servers (nginx), real faults (nft, iptables, broken routes),
-//! real clients (curl), the agent under test, checks that nothing of the agent
-//! is left in the kernel, and a checker for the output schema (docs/SCHEMA.md).
+//! real clients (curl), the agent under test, captures of the origin (tcpdump)
+//! for the agent's `analyze`, checks that nothing of the agent is left in the
+//! kernel, and a checker for the output schema (docs/SCHEMA.md).
 //!
 //! Everything the lab creates lives in namespaces and temporary directories it
 //! owns and removes on drop, also when a test panics; leftovers of a killed
@@ -14,6 +15,7 @@
 //! every agent run, not only those of failing tests.
 
 pub mod agent;
+pub mod capture;
 pub mod lab;
 pub mod leftovers;
 pub mod netns;
@@ -24,6 +26,7 @@ pub mod verdict;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use agent::Agent;
+pub use capture::{Tap, Tcpdump};
 pub use lab::{Curl, CurlResult, Family, Firewall, Lab, Source};
 pub use leftovers::Leftovers;
 pub use netns::{Netns, Outcome, Proc};

@@ -1,7 +1,9 @@
 //! A checker for origin-tracer's output, schema version 1 (docs/SCHEMA.md and
 //! docs/schema-v1.json): required fields and their types per line `type`,
-//! known causes, classes, events and evidence item shapes, plus checks
-//! across a whole run (first line `start`, last `summary`, counts agree).
+//! known causes, classes, events and evidence item shapes, the `analyze`
+//! forms (`source`, `inconclusive`, the capture's `start` and `summary`),
+//! plus checks across a whole run, live or `analyze` (first line `start`,
+//! last `summary`, counts agree, one source throughout).
 //!
 //! The tables here are kept equal to schema-v1.json by unit tests.
 
@@ -52,7 +54,20 @@ impl Kind {
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// Line types.
-pub const LINE_TYPES: [&str; 5] = ["start", "finding", "event", "loss", "summary"];
+pub const LINE_TYPES: [&str; 6] = [
+    "start",
+    "finding",
+    "event",
+    "inconclusive",
+    "loss",
+    "summary",
+];
+
+/// Values of the optional `source` field: the live agent's, `analyze`'s.
+pub const SOURCES: [&str; 2] = ["kernel", "capture"];
+
+/// The `source` of `analyze` lines.
+pub const CAPTURE: &str = "capture";
 
 /// Every cause with the class the edge shows for it.
 pub const CAUSES: [(&str, &str); 7] = [
@@ -86,8 +101,26 @@ pub const EVENTS: [&str; 14] = [
     "listen_overflow_counter",
 ];
 
-/// `start.attach_mode` values.
-pub const ATTACH_MODES: [&str; 2] = ["tcx", "netlink"];
+/// `start.attach_mode` values (`none`: `analyze`, nothing attached).
+pub const ATTACH_MODES: [&str; 3] = ["tcx", "netlink", "none"];
+
+/// Optional fields of `start` lines (`analyze` writes both).
+pub const START_OPTIONAL: [(&str, Kind); 2] =
+    [("source", Kind::String), ("capture_file", Kind::String)];
+
+/// Optional fields of `summary` lines (`analyze` writes both).
+pub const SUMMARY_OPTIONAL: [(&str, Kind); 2] =
+    [("source", Kind::String), ("capture", Kind::Object)];
+
+/// Fields of `summary.capture` (`damage` is a string or null).
+pub const CAPTURE_FIELDS: [(&str, Kind); 3] = [
+    ("file", Kind::String),
+    ("packets", Kind::Integer),
+    ("packets_skipped", Kind::Object),
+];
+
+/// Keys of `summary.capture.packets_skipped`.
+pub const SKIP_REASONS: [&str; 3] = ["truncated_headers", "unsupported_link_type", "malformed"];
 
 /// `start.probes[].status` values.
 pub const PROBE_STATUSES: [&str; 2] = ["attached", "skipped"];
@@ -124,6 +157,14 @@ pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
             ("hint", String),
         ],
         "event" => &[("event", String), ("flow", Object)],
+        "inconclusive" => &[
+            ("source", String),
+            ("flow", Object),
+            ("evidence", Array),
+            ("watched_ms", Integer),
+            ("needed_ms", Integer),
+            ("reason", String),
+        ],
         "loss" => &[("events_lost", Integer), ("events_lost_total", Integer)],
         "summary" => &[
             ("duration_ms", Integer),
@@ -227,6 +268,13 @@ pub fn check_line(line: &Value) -> Vec<String> {
         e.push("type", format_args!("unknown line type `{t}`"));
         return e.0;
     }
+    if let Some(source) = line.get("source") {
+        if source.is_string() {
+            e.one_of(&format!("{t}.source"), source, &SOURCES);
+        } else {
+            e.push(t, format_args!("`source` should be a string: {source}"));
+        }
+    }
     e.fields(t, line, required_fields(t));
     match t {
         "start" => check_start(&mut e, line),
@@ -235,14 +283,48 @@ pub fn check_line(line: &Value) -> Vec<String> {
             check_evidence_fields(&mut e, "event", line);
             check_flow(&mut e, "event.flow", &line["flow"]);
         }
+        "inconclusive" => check_inconclusive(&mut e, line),
         "summary" => check_summary(&mut e, line),
         _ => {}
     }
     e.0
 }
 
+fn is_capture(line: &Value) -> bool {
+    line.get("source").is_some_and(|s| s == CAPTURE)
+}
+
 fn check_start(e: &mut Errors, line: &Value) {
     e.one_of("start.attach_mode", &line["attach_mode"], &ATTACH_MODES);
+    optional_fields(e, "start", line, &START_OPTIONAL);
+    if is_capture(line) {
+        // analyze: the capture opened, nothing attached.
+        if line.get("capture_file").is_none() {
+            e.push("start", "`source` is capture but `capture_file` is missing");
+        }
+        if line["attach_mode"].is_string() && line["attach_mode"] != "none" {
+            e.push(
+                "start.attach_mode",
+                format_args!("{} for a capture, want \"none\"", line["attach_mode"]),
+            );
+        }
+        for field in ["interfaces", "probes", "stale_removed"] {
+            if line[field].as_array().is_some_and(|a| !a.is_empty()) {
+                e.push(
+                    "start",
+                    format_args!("`{field}` should be empty for a capture: {}", line[field]),
+                );
+            }
+        }
+    } else if line["attach_mode"] == "none" {
+        e.push(
+            "start.attach_mode",
+            "`none` is for `analyze` (source capture) only",
+        );
+    }
+    if line["capture_file"].as_str().is_some_and(str::is_empty) {
+        e.push("start.capture_file", "empty");
+    }
     for i in line["interfaces"].as_array().into_iter().flatten() {
         e.fields(
             "start.interfaces[]",
@@ -300,28 +382,71 @@ fn check_finding(e: &mut Errors, line: &Value) {
     if line["hint"].as_str().is_some_and(|h| h.trim().is_empty()) {
         e.push("finding.hint", "empty");
     }
+    check_evidence(e, "finding.evidence", line);
+}
+
+fn check_evidence(e: &mut Errors, at: &str, line: &Value) {
     let Some(evidence) = line["evidence"].as_array() else {
         return;
     };
     if evidence.is_empty() {
-        e.push("finding.evidence", "empty");
+        e.push(at, "empty");
     }
+    let item_at = format!("{at}[]");
     let mut last = 0;
     for item in evidence {
         e.fields(
-            "finding.evidence[]",
+            &item_at,
             item,
             &[("t_us", Kind::Integer), ("event", Kind::String)],
         );
-        check_evidence_fields(e, "finding.evidence[]", item);
+        check_evidence_fields(e, &item_at, item);
         if let Some(t) = item["t_us"].as_u64() {
             if t < last {
-                e.push(
-                    "finding.evidence[]",
-                    format_args!("t_us {t} goes back (after {last})"),
-                );
+                e.push(&item_at, format_args!("t_us {t} goes back (after {last})"));
             }
             last = t;
+        }
+    }
+}
+
+fn check_inconclusive(e: &mut Errors, line: &Value) {
+    if line["source"].is_string() && !is_capture(line) {
+        e.push(
+            "inconclusive.source",
+            format_args!(
+                "{}: only `analyze` (capture) writes inconclusive lines",
+                line["source"]
+            ),
+        );
+    }
+    check_flow(e, "inconclusive.flow", &line["flow"]);
+    check_evidence(e, "inconclusive.evidence", line);
+    if line["reason"].as_str().is_some_and(|r| r.trim().is_empty()) {
+        e.push("inconclusive.reason", "empty");
+    }
+    if let (Some(watched), Some(needed)) = (line["watched_ms"].as_u64(), line["needed_ms"].as_u64())
+    {
+        if watched >= needed {
+            e.push(
+                "inconclusive",
+                format_args!(
+                    "watched_ms {watched} covers needed_ms {needed}: that is a verdict, not inconclusive"
+                ),
+            );
+        }
+    }
+}
+
+fn optional_fields(e: &mut Errors, at: &str, line: &Value, fields: &[(&str, Kind)]) {
+    for (name, kind) in fields {
+        if let Some(v) = line.get(*name) {
+            if !kind.matches(v) {
+                e.push(
+                    at,
+                    format_args!("`{name}` should be {}: {v}", kind.json_name()),
+                );
+            }
         }
     }
 }
@@ -331,16 +456,7 @@ fn check_evidence_fields(e: &mut Errors, at: &str, item: &Value) {
     if item.get("t_us").is_some_and(|t| !t.is_u64()) {
         e.push(at, "`t_us` should be a non-negative integer");
     }
-    for (name, kind) in EVIDENCE_OPTIONAL {
-        if let Some(v) = item.get(name) {
-            if !kind.matches(v) {
-                e.push(
-                    at,
-                    format_args!("`{name}` should be {}: {v}", kind.json_name()),
-                );
-            }
-        }
-    }
+    optional_fields(e, at, item, &EVIDENCE_OPTIONAL);
     e.one_of(at, &item["direction"], &["in", "out"]);
     if let Some(icmp) = item.get("icmp") {
         e.fields(
@@ -406,6 +522,13 @@ fn check_flow(e: &mut Errors, at: &str, flow: &Value) {
 }
 
 fn check_summary(e: &mut Errors, line: &Value) {
+    optional_fields(e, "summary", line, &SUMMARY_OPTIONAL);
+    if is_capture(line) && line.get("capture").is_none() {
+        e.push("summary", "`source` is capture but `capture` is missing");
+    }
+    if let Some(capture) = line.get("capture").filter(|c| c.is_object()) {
+        check_capture(e, capture);
+    }
     let Some(findings) = line["findings"].as_object() else {
         return;
     };
@@ -438,6 +561,43 @@ fn check_summary(e: &mut Errors, line: &Value) {
     }
 }
 
+fn check_capture(e: &mut Errors, capture: &Value) {
+    e.fields("summary.capture", capture, &CAPTURE_FIELDS);
+    if capture["file"].as_str().is_some_and(str::is_empty) {
+        e.push("summary.capture.file", "empty");
+    }
+    match capture.get("damage") {
+        None => e.push("summary.capture", "missing `damage`"),
+        Some(Value::Null | Value::String(_)) => {}
+        Some(other) => e.push(
+            "summary.capture.damage",
+            format_args!("should be null or a string: {other}"),
+        ),
+    }
+    let mut skipped = 0;
+    for (reason, n) in capture["packets_skipped"].as_object().into_iter().flatten() {
+        if !SKIP_REASONS.contains(&reason.as_str()) {
+            e.push(
+                "summary.capture.packets_skipped",
+                format_args!("`{reason}` is not one of {SKIP_REASONS:?}"),
+            );
+        }
+        match n.as_u64() {
+            Some(n) => skipped += n,
+            None => e.push(
+                "summary.capture.packets_skipped",
+                format_args!("`{reason}`: {n} is not a count"),
+            ),
+        }
+    }
+    if capture["packets"].as_u64().is_some_and(|p| skipped > p) {
+        e.push(
+            "summary.capture",
+            format_args!("{skipped} packets skipped of {} read", capture["packets"]),
+        );
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 fn is_timestamp(ts: &str) -> bool {
     let b = ts.as_bytes();
@@ -459,9 +619,12 @@ fn is_timestamp(ts: &str) -> bool {
         && b[26] == b'Z'
 }
 
-/// Checks a whole run: every line valid, first `start`, last `summary`,
-/// `start` only once, and the summary's counts equal the finding lines
-/// (unless lines were dropped). Returns what is wrong.
+/// Checks a whole run, live or `analyze`: every line valid, first `start`,
+/// last `summary`, `start` only once, the summary's counts equal the finding
+/// lines (unless lines were dropped), every `source` the run's (`capture`
+/// when `start` says so, else `kernel`), `inconclusive` lines only from a
+/// capture and as many as the summary's `pending_at_exit`, and the summary's
+/// `capture.file` the start's `capture_file`. Returns what is wrong.
 pub fn check_run(lines: &[Value]) -> Vec<String> {
     let mut errors = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -482,7 +645,49 @@ pub fn check_run(lines: &[Value]) -> Vec<String> {
             "{starts} `start` and {summaries} `summary` lines, want 1 each"
         ));
     }
+    let capture = lines.first().is_some_and(is_capture);
+    let source = if capture { CAPTURE } else { "kernel" };
+    for (i, line) in lines.iter().enumerate() {
+        if line
+            .get("source")
+            .is_some_and(|s| s.is_string() && s != source)
+        {
+            errors.push(format!(
+                "line {}: source {} in a run whose source is {source}\n    {line}",
+                i + 1,
+                line["source"]
+            ));
+        }
+    }
+    let inconclusive = lines.iter().filter(|l| l["type"] == "inconclusive").count();
+    if !capture && inconclusive > 0 {
+        errors.push(format!(
+            "{inconclusive} `inconclusive` lines in a live run (analyze only)"
+        ));
+    }
     if let Some(summary) = lines.iter().rev().find(|l| l["type"] == "summary") {
+        if capture {
+            if !is_capture(summary) {
+                errors.push(format!(
+                    "the summary of a capture run has source {}, want \"capture\"",
+                    summary["source"]
+                ));
+            }
+            if summary["capture"]["file"] != lines[0]["capture_file"] {
+                errors.push(format!(
+                    "summary capture.file {} is not start's capture_file {}",
+                    summary["capture"]["file"], lines[0]["capture_file"]
+                ));
+            }
+        }
+        if capture && summary["lines_dropped"] == 0 {
+            let pending = summary["pending_at_exit"].as_u64().unwrap_or(0);
+            if pending != inconclusive as u64 {
+                errors.push(format!(
+                    "summary pending_at_exit {pending}, {inconclusive} `inconclusive` lines were written"
+                ));
+            }
+        }
         if summary["lines_dropped"] == 0 {
             let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
             for l in lines.iter().filter(|l| l["type"] == "finding") {

@@ -51,13 +51,14 @@ fn start_line(s: &Settings, file: &str) -> Value {
     })
 }
 
-fn inconclusive_line(
-    p: &diagnose::Pending,
-    end_ns: u64,
-    timeout_ns: u64,
-    clock: &WallClock,
-) -> Value {
-    let watched_ms = end_ns.saturating_sub(p.first_ns) / 1_000_000;
+fn inconclusive_line(p: &diagnose::Pending, end_ns: u64, s: &Settings, clock: &WallClock) -> Value {
+    let watched_ms = end_ns.saturating_sub(p.waiting_since_ns) / 1_000_000;
+    let (needed, what, flag) = if p.for_response {
+        (s.response_timeout, "its request", "--response-timeout")
+    } else {
+        (s.syn_timeout, "its first SYN", "--syn-timeout")
+    };
+    let needed_ms = u64::try_from(needed.as_millis()).unwrap_or(u64::MAX);
     json!({
         "type": "inconclusive",
         "schema_version": SCHEMA_VERSION,
@@ -65,11 +66,10 @@ fn inconclusive_line(
         "source": SOURCE,
         "flow": flow_json(&p.flow),
         "watched_ms": watched_ms,
-        "needed_ms": timeout_ns / 1_000_000,
+        "needed_ms": needed_ms,
         "evidence": p.evidence.iter().map(Evidence::to_json).collect::<Vec<_>>(),
         "reason": format!(
-            "the capture ends {watched_ms} ms after this connection's first SYN, before --syn-timeout ({} ms): no verdict",
-            timeout_ns / 1_000_000
+            "the capture ends {watched_ms} ms after {what}, before {flag} ({needed_ms} ms): no verdict"
         ),
     })
 }
@@ -79,7 +79,6 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     let clock = WallClock::with_offset(0); // capture timestamps are Unix time already
     let sink = Sink::stdout(s.format, s.output_buffer);
     let name = file.display().to_string();
-    let timeout_ns = u64::try_from(s.syn_timeout.as_nanos()).unwrap_or(u64::MAX);
     let settle_ns = u64::try_from(s.settle.as_nanos()).unwrap_or(u64::MAX);
     let mut diag = Diagnoser::new(crate::run::diag_config(s, true));
     let mut packets = Packetizer::new(
@@ -144,7 +143,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     emit_findings(&mut diag, tally.last_ns + settle_ns);
     let pending = diag.pending_flows();
     for p in &pending {
-        sink.emit(&inconclusive_line(p, tally.last_ns, timeout_ns, &clock));
+        sink.emit(&inconclusive_line(p, tally.last_ns, s, &clock));
     }
     let counts = report::Counts {
         duration_ms: tally

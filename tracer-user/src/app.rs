@@ -300,10 +300,11 @@ impl App {
     }
 }
 
-/// The first bytes as text, for evidence (never more than a few dozen).
+/// What the first bytes look like, for evidence: at most 8 characters, enough
+/// to recognise a protocol (`SSH-2.0-`, `HTTP/1.1`, `<!DOCTYP`), never content.
 fn printable(data: &[u8]) -> String {
     data.iter()
-        .take(24)
+        .take(8)
         .map(|b| {
             if b.is_ascii_graphic() || *b == b' ' {
                 char::from(*b)

@@ -327,7 +327,7 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
             "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s)"
         ),
         Cause::SynUnanswered => format!(
-            "SYNs from {edge} to port {port} got no answer and the kernel gave no reason: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
+            "SYNs from {edge} to port {port} got no answer and nothing on this host explained why: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
         ),
     }
 }

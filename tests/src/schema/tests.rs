@@ -1,5 +1,6 @@
 //! No-root tests: the checker's tables equal docs/schema-v1.json, and the
-//! checker accepts good lines and names what is wrong with bad ones.
+//! checker accepts good lines and runs (live and `analyze`) and names what is
+//! wrong with bad ones.
 
 use std::collections::BTreeSet;
 
@@ -118,6 +119,70 @@ fn enums_equal_the_schema() {
         strings(&start["properties"]["probes"]["items"]["properties"]["status"]["enum"]),
         set(&PROBE_STATUSES)
     );
+    // A capture's start attaches nothing; a live one attaches something.
+    assert_eq!(start["then"]["properties"]["attach_mode"]["const"], "none");
+    let live: Vec<&str> = ATTACH_MODES.into_iter().filter(|m| *m != "none").collect();
+    assert_eq!(
+        strings(&start["else"]["properties"]["attach_mode"]["enum"]),
+        set(&live)
+    );
+    for branch in [&start["if"], &def(&s, "summary")["if"]] {
+        assert_eq!(strings(&branch["required"]), set(&["source"]));
+        assert_eq!(branch["properties"]["source"]["const"], CAPTURE);
+    }
+    assert_eq!(strings(&def(&s, "source")["enum"]), set(&SOURCES));
+    assert_eq!(s["properties"]["source"]["$ref"], "#/$defs/source");
+    assert_eq!(
+        def(&s, "inconclusive")["properties"]["source"]["const"],
+        CAPTURE
+    );
+    assert_eq!(
+        strings(&def(&s, "capture")["properties"]["packets_skipped"]["propertyNames"]["enum"]),
+        set(&SKIP_REASONS)
+    );
+}
+
+/// The names of `fields`.
+fn names(fields: &[(&str, Kind)]) -> BTreeSet<String> {
+    fields.iter().map(|(f, _)| (*f).to_owned()).collect()
+}
+
+#[test]
+fn optional_fields_equal_the_schema() {
+    let s = schema();
+    for (t, optional) in [
+        ("start", &START_OPTIONAL[..]),
+        ("summary", &SUMMARY_OPTIONAL[..]),
+    ] {
+        let d = def(&s, t);
+        let have: BTreeSet<String> = d["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .filter(|k| !required_fields(t).iter().any(|(r, _)| r == k))
+            .cloned()
+            .collect();
+        assert_eq!(have, names(optional), "optional fields of `{t}`");
+        for (field, kind) in optional {
+            let p = property(&s, d, field).expect("listed above");
+            assert_eq!(kind_of(&s, p), kind.json_name(), "type of {t}.{field}");
+        }
+    }
+    let capture = def(&s, "capture");
+    let mut want = names(&CAPTURE_FIELDS);
+    want.insert("damage".to_owned());
+    assert_eq!(strings(&capture["required"]), want);
+    for (field, kind) in CAPTURE_FIELDS {
+        let p = &capture["properties"][field];
+        assert_eq!(kind_of(&s, p), kind.json_name(), "type of capture.{field}");
+    }
+    assert_eq!(
+        capture["properties"]["damage"]["type"],
+        json!(["string", "null"])
+    );
+    // `source` is optional on every line but `inconclusive`.
+    assert_eq!(kind_of(&s, &s["properties"]["source"]), "string");
+    assert!(!COMMON.iter().any(|(f, _)| *f == "source"));
 }
 
 #[test]
@@ -203,6 +268,41 @@ pub(crate) fn sample_finding() -> Value {
         "hint": "nothing listens on port 81"})
 }
 
+pub(crate) fn sample_capture_start() -> Value {
+    json!({"type": "start", "schema_version": 1, "ts": TS, "source": "capture",
+        "capture_file": "/tmp/edge.pcapng", "version": "0.1.0", "kernel": "6.18.0",
+        "attach_mode": "none", "interfaces": [], "ports": [80, 443],
+        "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
+        "syn_timeout_ms": 3000, "probes": [], "stale_removed": []})
+}
+
+pub(crate) fn sample_capture_finding() -> Value {
+    let mut f = sample_finding();
+    f["source"] = json!("capture");
+    f["confidence"] = json!("medium");
+    f["evidence"] = json!([{"t_us": 0, "event": "syn_in"}, {"t_us": 31, "event": "rst_out"}]);
+    f
+}
+
+pub(crate) fn sample_inconclusive() -> Value {
+    json!({"type": "inconclusive", "schema_version": 1, "ts": TS, "source": "capture",
+        "flow": {"src": "2001:db8:7::1", "sport": 40001, "dst": "2001:db8:7::2", "dport": 443, "family": "ipv6"},
+        "evidence": [{"t_us": 0, "event": "syn_in"}, {"t_us": 1_000_000, "event": "syn_in"}],
+        "watched_ms": 1200, "needed_ms": 3000,
+        "reason": "the capture ends 1200 ms after this connection's first SYN, before --syn-timeout (3000 ms): no verdict"})
+}
+
+/// The summary of an `analyze` run with `findings` `no_listener` findings and
+/// `pending` inconclusive connections.
+pub(crate) fn sample_capture_summary(findings: u64, pending: u64) -> Value {
+    let mut s = sample_summary(findings);
+    s["source"] = json!("capture");
+    s["pending_at_exit"] = json!(pending);
+    s["capture"] = json!({"file": "/tmp/edge.pcapng", "packets": 40,
+        "packets_skipped": {"unsupported_link_type": 2}, "damage": null});
+    s
+}
+
 pub(crate) fn sample_summary(findings: u64) -> Value {
     json!({"type": "summary", "schema_version": 1, "ts": TS, "duration_ms": 1000,
         "findings": {"no_listener": findings, "firewall_reject": 0, "firewall_drop": 0,
@@ -224,6 +324,35 @@ fn good_lines_pass() {
     let loss = json!({"type": "loss", "schema_version": 1, "ts": TS, "events_lost": 3, "events_lost_total": 5});
     assert_eq!(check_line(&loss), Vec::<String>::new());
     let run = [sample_start(), sample_finding(), sample_summary(1)];
+    assert_eq!(check_run(&run), Vec::<String>::new());
+    let mut live = sample_finding();
+    live["source"] = json!("kernel");
+    assert_eq!(check_line(&live), Vec::<String>::new());
+}
+
+#[test]
+fn good_capture_lines_and_runs_pass() {
+    for line in [
+        sample_capture_start(),
+        sample_capture_finding(),
+        sample_inconclusive(),
+        sample_capture_summary(1, 1),
+    ] {
+        assert_eq!(check_line(&line), Vec::<String>::new(), "{line}");
+    }
+    let mut damaged = sample_capture_summary(0, 0);
+    damaged["capture"]["damage"] = json!("damaged record: truncated");
+    damaged["capture"]["packets_skipped"] = json!({});
+    assert_eq!(check_line(&damaged), Vec::<String>::new());
+    let run = [
+        sample_capture_start(),
+        sample_capture_finding(),
+        sample_inconclusive(),
+        sample_capture_summary(1, 1),
+    ];
+    assert_eq!(check_run(&run), Vec::<String>::new());
+    // An empty capture: start and summary only.
+    let run = [sample_capture_start(), sample_capture_summary(0, 0)];
     assert_eq!(check_run(&run), Vec::<String>::new());
 }
 
@@ -287,6 +416,52 @@ fn bad_lines_are_named() {
         "unknown line type",
     );
     fails(&json!("not json"), "not a JSON object");
+    let mut l = sample_finding();
+    l["source"] = json!("pcap");
+    fails(&l, "`pcap` is not one of");
+}
+
+#[test]
+fn bad_capture_lines_are_named() {
+    let mut l = sample_capture_start();
+    l["attach_mode"] = json!("tcx");
+    fails(&l, "want \"none\"");
+    let mut l = sample_capture_start();
+    l["interfaces"] = json!([{"name": "eth0", "ifindex": 2}]);
+    fails(&l, "`interfaces` should be empty");
+    let mut l = sample_capture_start();
+    l.as_object_mut().expect("object").remove("capture_file");
+    fails(&l, "`capture_file` is missing");
+    let mut l = sample_start();
+    l["attach_mode"] = json!("none");
+    fails(&l, "`none` is for `analyze`");
+    let mut l = sample_inconclusive();
+    l["source"] = json!("kernel");
+    fails(&l, "only `analyze`");
+    let mut l = sample_inconclusive();
+    l.as_object_mut().expect("object").remove("needed_ms");
+    fails(&l, "missing `needed_ms`");
+    let mut l = sample_inconclusive();
+    l["watched_ms"] = json!(3000);
+    fails(&l, "that is a verdict");
+    let mut l = sample_inconclusive();
+    l["evidence"] = json!([]);
+    fails(&l, "inconclusive.evidence: empty");
+    let mut l = sample_inconclusive();
+    l["flow"]["family"] = json!("ipv4");
+    fails(&l, "is not \"ipv4\"");
+    let mut l = sample_capture_summary(0, 0);
+    l.as_object_mut().expect("object").remove("capture");
+    fails(&l, "`capture` is missing");
+    let mut l = sample_capture_summary(0, 0);
+    l["capture"]["damage"] = json!(false);
+    fails(&l, "null or a string");
+    let mut l = sample_capture_summary(0, 0);
+    l["capture"]["packets_skipped"] = json!({"checksum": 1});
+    fails(&l, "`checksum` is not one of");
+    let mut l = sample_capture_summary(0, 0);
+    l["capture"]["packets"] = json!(1);
+    fails(&l, "2 packets skipped of 1");
 }
 
 #[test]
@@ -312,4 +487,58 @@ fn bad_runs_are_named() {
             .any(|e| e.contains("last line is not `summary`")),
         "{errors:?}"
     );
+}
+
+fn run_fails(run: &[Value], needle: &str) {
+    let errors = check_run(run);
+    assert!(
+        errors.iter().any(|e| e.contains(needle)),
+        "want an error containing {needle:?}, got {errors:?}"
+    );
+}
+
+#[test]
+fn bad_capture_runs_are_named() {
+    let start = sample_capture_start;
+    run_fails(
+        &[start(), sample_inconclusive(), sample_capture_summary(0, 0)],
+        "pending_at_exit 0, 1 `inconclusive` lines",
+    );
+    run_fails(
+        &[start(), sample_capture_summary(0, 2)],
+        "pending_at_exit 2, 0 `inconclusive`",
+    );
+    run_fails(
+        &[
+            start(),
+            sample_finding_from("kernel"),
+            sample_capture_summary(1, 0),
+        ],
+        "source \"kernel\" in a run whose source is capture",
+    );
+    run_fails(
+        &[sample_start(), sample_capture_finding(), sample_summary(1)],
+        "source \"capture\" in a run whose source is kernel",
+    );
+    run_fails(
+        &[sample_start(), sample_inconclusive(), sample_summary(0)],
+        "`inconclusive` lines in a live run",
+    );
+    run_fails(
+        &[start(), sample_summary(0)],
+        "the summary of a capture run has source null",
+    );
+    let mut summary = sample_capture_summary(0, 0);
+    summary["capture"]["file"] = json!("/tmp/other.pcap");
+    run_fails(&[start(), summary], "is not start's capture_file");
+    run_fails(
+        &[start(), sample_capture_summary(1, 0)],
+        "1 `no_listener` findings, 0 were written",
+    );
+}
+
+fn sample_finding_from(source: &str) -> Value {
+    let mut f = sample_finding();
+    f["source"] = json!(source);
+    f
 }

@@ -63,6 +63,10 @@ pub struct Pending {
     pub flow: Flow,
     /// When its first SYN was seen.
     pub first_ns: u64,
+    /// Since when it waits: its first SYN, or its request.
+    pub waiting_since_ns: u64,
+    /// It waits for a response to a request (else for its handshake).
+    pub for_response: bool,
     pub evidence: Vec<Evidence>,
 }
 
@@ -194,6 +198,11 @@ impl Diagnoser {
             .map(|(flow, f)| Pending {
                 flow: *flow,
                 first_ns: f.first_ns,
+                waiting_since_ns: f
+                    .response_due()
+                    .filter(|_| f.established)
+                    .unwrap_or(f.first_ns),
+                for_response: f.established,
                 evidence: f.evidence.clone(),
             })
             .collect();
