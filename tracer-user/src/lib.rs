@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod app;
 pub mod capture;
+pub mod certcheck;
 pub mod cli;
 pub mod clock;
 pub mod diagnose;

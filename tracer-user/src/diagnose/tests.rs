@@ -412,3 +412,278 @@ fn a_reused_four_tuple_with_a_new_isn_is_a_new_connection() {
     assert!(d.tick(1_000 * MS + 1_500 * MS).is_empty());
     assert_eq!(d.stats().healthy_handshakes, 1);
 }
+
+// ---- after the handshake: TLS and HTTP, from payload bytes ----
+
+fn payload(t_ms: u64, port: u16, outbound: bool, seq: u32, bytes: &[u8]) -> Event {
+    Event::Flow(FlowEvent {
+        ts_ns: 1_000 * MS + t_ms * MS,
+        flow: flow(port),
+        kind: K::Payload {
+            outbound,
+            bytes: bytes.to_vec(),
+        },
+        seq,
+    })
+}
+
+fn record(content: u8, body: &[u8]) -> Vec<u8> {
+    let mut r = vec![content, 3, 3];
+    r.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+    let mut h = vec![kind, len[1], len[2], len[3]];
+    h.extend_from_slice(body);
+    record(22, &h)
+}
+
+/// A `ClientHello` offering `version` through `supported_versions`.
+fn client_hello(version: u16) -> Vec<u8> {
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&[7; 32]);
+    b.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+    let [hi, lo] = version.to_be_bytes();
+    let ext = [0x00, 0x2b, 0, 3, 2, hi, lo];
+    b.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
+    b.extend_from_slice(&ext);
+    handshake(1, &b)
+}
+
+fn server_hello(version: u16) -> Vec<u8> {
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&[9; 32]);
+    b.extend_from_slice(&[0, 0x13, 0x01, 0]);
+    let [hi, lo] = version.to_be_bytes();
+    let ext = [0x00, 0x2b, 0, 2, hi, lo];
+    b.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
+    b.extend_from_slice(&ext);
+    handshake(2, &b)
+}
+
+fn alert(description: u8) -> Vec<u8> {
+    record(21, &[2, description])
+}
+
+/// A completed handshake on `port`.
+fn connected(port: u16) -> Vec<Event> {
+    vec![
+        ev(0, port, K::SynIn),
+        ev(0, port, K::SynAckOut),
+        ev(1, port, K::AckIn),
+    ]
+}
+
+fn with(port: u16, more: Vec<Event>) -> Vec<Event> {
+    let mut v = connected(port);
+    v.extend(more);
+    v
+}
+
+#[test]
+fn an_origin_alert_is_a_525_named_after_it() {
+    let ch = client_hello(0x0303);
+    let events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, &ch),
+            payload(3, 1, true, 1, &alert(70)),
+            ev(3, 1, K::FinOut),
+        ],
+    );
+    let f = single(&events, 1_000);
+    assert_eq!(
+        (f.cause, f.cause.class()),
+        (Cause::TlsAlertFromOrigin, "525")
+    );
+    let tls = f.tls.as_ref().unwrap();
+    assert_eq!(tls["alert"]["description"], "protocol_version");
+    assert_eq!(tls["alert"]["from"], "origin");
+    assert_eq!(tls["offered_versions"][0], "TLS1.2");
+    assert!(f.hint.contains("protocol_version"));
+}
+
+#[test]
+fn an_edge_certificate_alert_is_a_526() {
+    let ch = client_hello(0x0303);
+    let events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, &ch),
+            payload(3, 1, true, 1, &server_hello(0x0303)),
+            {
+                let at = 1 + u32::try_from(ch.len()).unwrap();
+                payload(4, 1, false, at, &alert(48))
+            },
+        ],
+    );
+    let f = single(&events, 1_000);
+    assert_eq!(
+        (f.cause, f.cause.class()),
+        (Cause::EdgeRejectedCertificate, "526")
+    );
+    assert_eq!(
+        f.tls.as_ref().unwrap()["alert"]["description"],
+        "unknown_ca"
+    );
+}
+
+#[test]
+fn plain_http_on_the_tls_port_is_not_tls() {
+    let events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, &client_hello(0x0304)),
+            payload(3, 1, true, 1, b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+        ],
+    );
+    let f = single(&events, 1_000);
+    assert_eq!(f.cause, Cause::NotTls);
+}
+
+#[test]
+fn a_close_after_the_client_hello_is_tls_closed_during_handshake() {
+    let events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, &client_hello(0x0304)),
+            ev(5, 1, K::FinOut),
+        ],
+    );
+    let f = single(&events, 1_000);
+    assert_eq!(f.cause, Cause::TlsClosedDuringHandshake);
+}
+
+#[test]
+fn a_tls13_edge_that_closes_after_the_certificate() {
+    let ch = client_hello(0x0304);
+    let at = 1 + u32::try_from(ch.len()).unwrap();
+    let events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, &ch),
+            payload(3, 1, true, 1, &server_hello(0x0304)),
+            // An encrypted alert: 19 bytes of application data, then FIN.
+            payload(4, 1, false, at, &record(23, &[0; 19])),
+            ev(4, 1, K::FinIn),
+        ],
+    );
+    let f = single(&events, 1_000);
+    assert_eq!(
+        (f.cause, f.confidence),
+        (Cause::EdgeAbortedAfterCertificate, Confidence::Low)
+    );
+}
+
+#[test]
+fn healthy_tls_and_http_make_no_finding_but_timing() {
+    let ch = client_hello(0x0304);
+    let at = 1 + u32::try_from(ch.len()).unwrap();
+    let mut events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, &ch),
+            payload(3, 1, true, 1, &server_hello(0x0304)),
+            payload(4, 1, false, at, &record(23, &[0; 200])),
+            ev(9, 1, K::FinIn),
+        ],
+    );
+    events.extend(with(
+        2,
+        vec![
+            payload(2, 2, false, 1, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            payload(
+                5,
+                2,
+                true,
+                1,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            ev(6, 2, K::FinOut),
+        ],
+    ));
+    events.sort_by_key(Event::ts_ns);
+    let (f, stats) = run(&events, 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+    assert_eq!(stats.healthy_handshakes, 2);
+    let t = stats.timing.to_json();
+    assert_eq!(t["client_hello_to_server_hello"]["count"], 1);
+    assert_eq!(t["request_to_first_byte"]["p50_us"], 3_000);
+    assert_eq!(t["syn_to_synack"]["count"], 2);
+}
+
+#[test]
+fn http_failures_after_the_request() {
+    let req = b"GET /a?token=secret HTTP/1.1\r\nHost: x\r\n\r\n";
+    let cases: Vec<(Vec<Event>, Cause)> = vec![
+        (
+            with(1, vec![payload(2, 1, false, 1, req), ev(3, 1, K::RstOut)]),
+            Cause::ResetAfterRequest,
+        ),
+        (
+            with(2, vec![payload(2, 2, false, 1, req), ev(3, 2, K::FinOut)]),
+            Cause::ClosedWithoutResponse,
+        ),
+        (
+            with(
+                3,
+                vec![
+                    payload(2, 3, false, 1, req),
+                    payload(3, 3, true, 1, b"SSH-2.0-OpenSSH_9.2\r\n"),
+                ],
+            ),
+            Cause::MalformedResponse,
+        ),
+        (
+            with(4, vec![payload(2, 4, false, 1, req)]),
+            Cause::ResponseTimeout,
+        ),
+    ];
+    for (events, cause) in cases {
+        let f = single(&events, 3_000);
+        assert_eq!(f.cause, cause);
+        assert_eq!(
+            f.cause.class(),
+            if cause == Cause::ResponseTimeout {
+                "524"
+            } else {
+                "520"
+            }
+        );
+        let http = f.http.as_ref().unwrap();
+        assert_eq!(http["method"], "GET");
+        assert!(
+            !f.to_json("t", "kernel").to_string().contains("secret"),
+            "no query string, ever"
+        );
+    }
+    // The timeout is the response timeout after the request, not before.
+    let (f, _) = run(&with(5, vec![payload(2, 5, false, 1, req)]), 1_900);
+    assert!(f.is_empty());
+}
+
+#[test]
+fn a_response_head_over_16k_is_headers_too_large() {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    while head.len() < 20_000 {
+        head.extend_from_slice(b"Set-Cookie: a=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut events = with(1, vec![payload(2, 1, false, 1, b"GET / HTTP/1.1\r\n\r\n")]);
+    for (i, chunk) in head.chunks(1448).enumerate() {
+        events.push(payload(
+            3,
+            1,
+            true,
+            1 + u32::try_from(i * 1448).unwrap(),
+            chunk,
+        ));
+    }
+    let f = single(&events, 1_000);
+    assert_eq!(f.cause, Cause::HeadersTooLarge);
+    assert!(f.http.as_ref().unwrap()["header_bytes"].as_u64().unwrap() > 16_384);
+    assert!(f.hint.contains("bytes"), "{}", f.hint);
+}

@@ -1,0 +1,604 @@
+//! Certificate check (`--check-certs`): one TLS handshake per SNI to the origin, and whether
+//! its certificate would pass Cloudflare's Full (strict) validation.
+//!
+//! [`check`] makes one handshake to the local address and port the edge used, with the SNI
+//! the edge sent. A custom verifier records the chain the server presents and accepts it, so
+//! that every problem can be reported rather than only the first; the server's handshake
+//! signature is still verified against that certificate. [`evaluate`] then judges the leaf,
+//! offline:
+//!
+//! - `expired` / `not_yet_valid`: `now` against notAfter / notBefore.
+//! - `hostname_mismatch`: the SNI is not among the leaf's SAN DNS names (RFC 6125: case-
+//!   insensitive, a wildcard only as the whole left-most label and matching exactly one
+//!   label; the subject CN is not consulted, as by current validators). An SNI that is an IP
+//!   literal is matched against the SAN IP addresses instead.
+//! - `self_signed`: the leaf's issuer equals its subject **and** its signature verifies with
+//!   its own key. A self-signed leaf is reported as `self_signed` only, never also as
+//!   `untrusted_issuer` (the more specific reason wins).
+//! - `untrusted_issuer`: the chain as sent does not build to a bundled public root
+//!   (`webpki-roots`, no network, no AIA fetching: a missing intermediate shows up here), with
+//!   the hostname ignored and validity judged at a time inside the leaf's own validity
+//!   window, so that `expired` and `hostname_mismatch` are not also reported as this.
+//!   Cloudflare Origin CA certificates are accepted by Full (strict) but are not publicly
+//!   trusted; no anchor of that CA is bundled here, so a leaf whose issuer is named
+//!   `CloudFlare Origin SSL [ECC ]Certificate Authority` is accepted by that name
+//!   ([`Evaluation::cloudflare_origin_ca`]).
+//! - `handshake_failed`: no TLS session (refused, closed, timed out, alert, no certificate).
+//!   A server that asks for a client certificate (Authenticated Origin Pulls) and then
+//!   aborts because this check sent none is not a failure: the edge would have sent one.
+//!
+//! Limits: TLS 1.2 and 1.3 only (rustls); an origin that speaks only TLS 1.0/1.1 shows as
+//! `handshake_failed`. [`Limiter`] keeps this to one check per SNI per interval and a bounded
+//! number of checks per interval overall, never a flood.
+
+use std::collections::HashMap;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, Resumption};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use serde_json::{json, Value};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
+
+use crate::clock::rfc3339_from_unix_ns;
+use crate::finding::SCHEMA_VERSION;
+
+/// The leaf's notAfter is in the past.
+pub const EXPIRED: &str = "expired";
+/// The leaf's notBefore is in the future.
+pub const NOT_YET_VALID: &str = "not_yet_valid";
+/// The SNI is not covered by the leaf's SAN.
+pub const HOSTNAME_MISMATCH: &str = "hostname_mismatch";
+/// The leaf signed itself.
+pub const SELF_SIGNED: &str = "self_signed";
+/// The chain does not build to a public root (nor is it a Cloudflare Origin CA certificate).
+pub const UNTRUSTED_ISSUER: &str = "untrusted_issuer";
+/// No TLS session could be made, or the server sent no usable certificate.
+pub const HANDSHAKE_FAILED: &str = "handshake_failed";
+
+/// Every problem, in the order they are reported.
+pub const PROBLEMS: [&str; 6] = [
+    HANDSHAKE_FAILED,
+    EXPIRED,
+    NOT_YET_VALID,
+    HOSTNAME_MISMATCH,
+    SELF_SIGNED,
+    UNTRUSTED_ISSUER,
+];
+
+/// Issuer names (OU or CN) of Cloudflare's Origin CA, which Full (strict) trusts.
+const CLOUDFLARE_ORIGIN_CA_NAMES: [&str; 2] = [
+    "CloudFlare Origin SSL Certificate Authority",
+    "CloudFlare Origin SSL ECC Certificate Authority",
+];
+
+/// Checks per interval over all SNIs together (new SNIs beyond this wait).
+pub const MAX_CHECKS_PER_INTERVAL: usize = 64;
+
+/// What [`evaluate`] found in a chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Names from [`PROBLEMS`], in that order; empty when the certificate would pass.
+    pub problems: Vec<&'static str>,
+    /// Leaf subject, RFC 4514 style (`CN=example.com, O=...`).
+    pub subject: Option<String>,
+    /// Leaf issuer, same style.
+    pub issuer: Option<String>,
+    /// The leaf's SAN DNS names, as written in the certificate.
+    pub san: Vec<String>,
+    pub not_before_unix: Option<i64>,
+    pub not_after_unix: Option<i64>,
+    /// Whole days from `now` to notAfter, rounded down: negative once expired.
+    pub days_until_expiry: Option<i64>,
+    /// The chain did not build to a public root but the leaf's issuer is Cloudflare's Origin
+    /// CA by name, which Full (strict) accepts: not reported as `untrusted_issuer`.
+    pub cloudflare_origin_ca: bool,
+    /// Why the chain did not build to a root (set with `untrusted_issuer`).
+    pub chain_error: Option<String>,
+    /// Why the chain could not be evaluated at all (set with `handshake_failed`).
+    pub error: Option<String>,
+}
+
+/// The result of one [`check`]: the `cert_check` line of docs/SCHEMA.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertCheck {
+    pub sni: String,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// Names from [`PROBLEMS`], in that order.
+    pub problems: Vec<&'static str>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub san: Vec<String>,
+    pub not_before_unix: Option<i64>,
+    pub not_after_unix: Option<i64>,
+    pub days_until_expiry: Option<i64>,
+    /// Why the handshake failed (with `handshake_failed`).
+    pub error: Option<String>,
+    /// Why the chain did not build to a public root (with `untrusted_issuer`); not in JSON.
+    pub chain_error: Option<String>,
+    /// Accepted as a Cloudflare Origin CA certificate by its issuer's name; not in JSON.
+    pub cloudflare_origin_ca: bool,
+    /// The server asked for a client certificate (e.g. Authenticated Origin Pulls); not in
+    /// JSON.
+    pub client_cert_requested: bool,
+}
+
+impl CertCheck {
+    fn new(addr: SocketAddr, sni: &str) -> Self {
+        CertCheck {
+            sni: sni.to_owned(),
+            addr: addr.ip(),
+            port: addr.port(),
+            problems: Vec::new(),
+            subject: None,
+            issuer: None,
+            san: Vec::new(),
+            not_before_unix: None,
+            not_after_unix: None,
+            days_until_expiry: None,
+            error: None,
+            chain_error: None,
+            cloudflare_origin_ca: false,
+            client_cert_requested: false,
+        }
+    }
+
+    /// `true` when no problem was found.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The schema v1 `cert_check` line; `ts` is the RFC 3339 time of the check.
+    pub fn to_json(&self, ts: &str) -> Value {
+        let rfc3339 = |secs: i64| rfc3339_from_unix_ns(i128::from(secs) * 1_000_000_000);
+        let mut v = json!({
+            "type": "cert_check",
+            "schema_version": SCHEMA_VERSION,
+            "ts": ts,
+            "sni": self.sni,
+            "addr": self.addr.to_string(),
+            "port": self.port,
+            "ok": self.ok(),
+            "problems": self.problems,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "san": self.san,
+            "not_before": self.not_before_unix.map(rfc3339),
+            "not_after": self.not_after_unix.map(rfc3339),
+            "days_until_expiry": self.days_until_expiry,
+        });
+        if let Some(error) = &self.error {
+            v["error"] = json!(error);
+        }
+        v
+    }
+}
+
+/// One handshake with `sni` to `addr` (each step bounded by `timeout`, the whole by about
+/// that), then [`evaluate`] of the chain the server sent, at `now_unix`. Blocking.
+pub fn check(addr: SocketAddr, sni: &str, timeout: Duration, now_unix: i64) -> CertCheck {
+    let hs = handshake(addr, sni, timeout);
+    let mut out = CertCheck::new(addr, sni);
+    out.client_cert_requested = hs.client_cert_requested;
+    if let Some(chain) = &hs.chain {
+        let ev = evaluate(chain, sni, now_unix);
+        out.problems = ev.problems;
+        out.subject = ev.subject;
+        out.issuer = ev.issuer;
+        out.san = ev.san;
+        out.not_before_unix = ev.not_before_unix;
+        out.not_after_unix = ev.not_after_unix;
+        out.days_until_expiry = ev.days_until_expiry;
+        out.chain_error = ev.chain_error;
+        out.cloudflare_origin_ca = ev.cloudflare_origin_ca;
+        out.error = ev.error;
+    }
+    if let Err(e) = hs.result {
+        // The server aborted after asking for a client certificate we do not have: the edge
+        // (Authenticated Origin Pulls) would have sent one, so this is not the origin's fault.
+        let client_auth_abort = hs.chain.is_some() && hs.client_cert_requested;
+        if !client_auth_abort {
+            out.problems.push(HANDSHAKE_FAILED);
+            out.error = Some(e);
+        }
+    } else if hs.chain.is_none() {
+        out.problems.push(HANDSHAKE_FAILED);
+        out.error = Some("the server sent no certificate".to_owned());
+    }
+    sort_problems(&mut out.problems);
+    out
+}
+
+/// [`evaluate_with_anchors`] against the bundled public roots (`webpki-roots`).
+pub fn evaluate(chain: &[Vec<u8>], sni: &str, now_unix: i64) -> Evaluation {
+    evaluate_with_anchors(chain, sni, now_unix, webpki_roots::TLS_SERVER_ROOTS)
+}
+
+/// Judges a DER chain (leaf first, then what the server sent after it) for `sni` at
+/// `now_unix`, trusting `anchors`. Pure: no network, no clock.
+pub fn evaluate_with_anchors(
+    chain: &[Vec<u8>],
+    sni: &str,
+    now_unix: i64,
+    anchors: &[TrustAnchor<'_>],
+) -> Evaluation {
+    let mut ev = Evaluation::default();
+    let Some(leaf_der) = chain.first() else {
+        ev.problems.push(HANDSHAKE_FAILED);
+        ev.error = Some("the server sent no certificate".to_owned());
+        return ev;
+    };
+    let leaf = match X509Certificate::from_der(leaf_der) {
+        Ok((_, leaf)) => leaf,
+        Err(e) => {
+            ev.problems.push(HANDSHAKE_FAILED);
+            ev.error = Some(format!("the leaf certificate does not parse: {e}"));
+            return ev;
+        }
+    };
+    ev.subject = Some(leaf.subject().to_string());
+    ev.issuer = Some(leaf.issuer().to_string());
+    let not_before = leaf.validity().not_before.timestamp();
+    let not_after = leaf.validity().not_after.timestamp();
+    ev.not_before_unix = Some(not_before);
+    ev.not_after_unix = Some(not_after);
+    ev.days_until_expiry = Some(not_after.saturating_sub(now_unix).div_euclid(86_400));
+    if now_unix > not_after {
+        ev.problems.push(EXPIRED);
+    }
+    if now_unix < not_before {
+        ev.problems.push(NOT_YET_VALID);
+    }
+
+    let (dns, ips) = san_names(&leaf);
+    if !name_matches(&dns, &ips, sni) {
+        ev.problems.push(HOSTNAME_MISMATCH);
+    }
+    ev.san = dns;
+
+    let self_signed =
+        leaf.subject().as_raw() == leaf.issuer().as_raw() && leaf.verify_signature(None).is_ok();
+    if self_signed {
+        ev.problems.push(SELF_SIGNED);
+    } else if let Err(e) = chains_to_anchor(chain, not_before, not_after, now_unix, anchors) {
+        if e == webpki::Error::UnknownIssuer && is_cloudflare_origin_ca(leaf.issuer()) {
+            ev.cloudflare_origin_ca = true;
+        } else {
+            ev.problems.push(UNTRUSTED_ISSUER);
+            ev.chain_error = Some(format!("{e:?}"));
+        }
+    }
+    sort_problems(&mut ev.problems);
+    ev
+}
+
+fn sort_problems(problems: &mut Vec<&'static str>) {
+    problems.sort_by_key(|p| PROBLEMS.iter().position(|q| q == p));
+    problems.dedup();
+}
+
+/// The leaf's SAN DNS names and IP addresses.
+fn san_names(leaf: &X509Certificate<'_>) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                GeneralName::IPAddress(b) => {
+                    if let Ok(v4) = <[u8; 4]>::try_from(*b) {
+                        ips.push(IpAddr::from(v4));
+                    } else if let Ok(v6) = <[u8; 16]>::try_from(*b) {
+                        ips.push(IpAddr::from(v6));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (dns, ips)
+}
+
+/// Whether `sni` is covered by the SAN: DNS names per RFC 6125, an IP literal by IP SANs.
+fn name_matches(dns: &[String], ips: &[IpAddr], sni: &str) -> bool {
+    if let Ok(ip) = sni.parse::<IpAddr>() {
+        return ips.contains(&ip);
+    }
+    dns.iter().any(|pattern| dns_name_matches(pattern, sni))
+}
+
+fn normalize_host(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// RFC 6125 §6.4: case-insensitive; `*` only as the entire left-most label, matching exactly
+/// one non-empty label, and followed by at least two labels (`*.com` matches nothing).
+pub fn dns_name_matches(pattern: &str, host: &str) -> bool {
+    let pattern = normalize_host(pattern);
+    let host = normalize_host(host);
+    if host.is_empty() || host.contains('*') || host.split('.').any(str::is_empty) {
+        return false;
+    }
+    if let Some(rest) = pattern.strip_prefix("*.") {
+        if rest.contains('*') || rest.split('.').count() < 2 || rest.split('.').any(str::is_empty)
+        {
+            return false;
+        }
+        return host
+            .split_once('.')
+            .is_some_and(|(first, tail)| !first.is_empty() && tail == rest);
+    }
+    !pattern.contains('*') && pattern == host
+}
+
+/// Builds the chain to one of `anchors`, for server auth, hostname ignored. Validity is
+/// judged at `now` clamped into the leaf's own window, so an expired or not yet valid leaf is
+/// reported as that alone; an intermediate out of its validity still fails here.
+fn chains_to_anchor(
+    chain: &[Vec<u8>],
+    not_before: i64,
+    not_after: i64,
+    now: i64,
+    anchors: &[TrustAnchor<'_>],
+) -> Result<(), webpki::Error> {
+    let ders: Vec<CertificateDer<'_>> = chain
+        .iter()
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect();
+    let Some((leaf, intermediates)) = ders.split_first() else {
+        return Err(webpki::Error::BadDer);
+    };
+    let ee = webpki::EndEntityCert::try_from(leaf)?;
+    let at = if not_before <= not_after {
+        now.clamp(not_before, not_after)
+    } else {
+        now
+    };
+    let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at).unwrap_or(0)));
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        anchors,
+        intermediates,
+        time,
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .map(|_| ())
+}
+
+fn is_cloudflare_origin_ca(issuer: &X509Name<'_>) -> bool {
+    issuer
+        .iter_organizational_unit()
+        .chain(issuer.iter_common_name())
+        .filter_map(|a| a.as_str().ok())
+        .any(|v| {
+            CLOUDFLARE_ORIGIN_CA_NAMES
+                .iter()
+                .any(|n| v.trim().eq_ignore_ascii_case(n))
+        })
+}
+
+/// What one handshake brought back.
+struct Handshake {
+    /// The chain the server sent (leaf first), when it sent one.
+    chain: Option<Vec<Vec<u8>>>,
+    client_cert_requested: bool,
+    result: Result<(), String>,
+}
+
+/// Records the server's chain and accepts it; still verifies the handshake signature, so a
+/// server without the certificate's key fails as it would for the edge.
+#[derive(Debug)]
+struct RecordingVerifier {
+    chain: Mutex<Option<Vec<Vec<u8>>>>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        *self.chain.lock().unwrap_or_else(PoisonError::into_inner) = Some(chain);
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Has no client certificate; notes that the server asked for one.
+#[derive(Debug, Default)]
+struct NoClientCert {
+    asked: AtomicBool,
+}
+
+impl ResolvesClientCert for NoClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
+fn handshake(addr: SocketAddr, sni: &str, timeout: Duration) -> Handshake {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(RecordingVerifier {
+        chain: Mutex::new(None),
+        algs: provider.signature_verification_algorithms,
+    });
+    let client_cert = Arc::new(NoClientCert::default());
+    let result = run_handshake(
+        addr,
+        sni,
+        timeout,
+        &provider,
+        verifier.clone(),
+        client_cert.clone(),
+    );
+    let chain = verifier
+        .chain
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    Handshake {
+        chain,
+        client_cert_requested: client_cert.asked.load(Ordering::Relaxed),
+        result,
+    }
+}
+
+fn run_handshake(
+    addr: SocketAddr,
+    sni: &str,
+    timeout: Duration,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<RecordingVerifier>,
+    client_cert: Arc<NoClientCert>,
+) -> Result<(), String> {
+    let server_name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| format!("invalid server name {sni:?}: {e}"))?;
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls config: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(client_cert);
+    // A full handshake every time: the certificate is the point.
+    config.resumption = Resumption::disabled();
+    let mut conn = ClientConnection::new(Arc::new(config), server_name)
+        .map_err(|e| format!("tls client: {e}"))?;
+
+    let deadline = Instant::now() + timeout;
+    let mut sock =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("handshake timed out after {}", fmt_duration(timeout)));
+        }
+        sock.set_read_timeout(Some(left))
+            .and_then(|()| sock.set_write_timeout(Some(left)))
+            .map_err(|e| format!("socket: {e}"))?;
+        match conn.complete_io(&mut sock) {
+            Ok(_) => {}
+            Err(e) => return Err(describe_io_error(&e, timeout)),
+        }
+    }
+    conn.send_close_notify();
+    let _ = conn.write_tls(&mut sock);
+    let _ = sock.flush();
+    Ok(())
+}
+
+fn describe_io_error(e: &io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => "the server closed the connection during the handshake".to_owned(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("handshake timed out after {}", fmt_duration(timeout))
+        }
+        io::ErrorKind::InvalidData => format!("tls: {e}"),
+        _ => format!("handshake: {e}"),
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// One check per SNI per interval, and at most [`MAX_CHECKS_PER_INTERVAL`] checks per
+/// interval overall (so a stream of distinct SNIs cannot turn into a flood of handshakes).
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    interval: Duration,
+    max_per_interval: usize,
+    last: HashMap<String, Instant>,
+}
+
+impl Limiter {
+    pub fn new(interval: Duration) -> Self {
+        Limiter {
+            interval,
+            max_per_interval: MAX_CHECKS_PER_INTERVAL,
+            last: HashMap::new(),
+        }
+    }
+
+    /// Whether `sni` may be checked at `now`; when it may, that check is counted.
+    /// SNIs compare case-insensitively, a trailing dot ignored.
+    pub fn due(&mut self, sni: &str, now: Instant) -> bool {
+        let key = normalize_host(sni);
+        if let Some(&last) = self.last.get(&key) {
+            if now.saturating_duration_since(last) < self.interval {
+                return false;
+            }
+            self.last.insert(key, now);
+            return true;
+        }
+        if self.last.len() >= self.max_per_interval {
+            let interval = self.interval;
+            self.last
+                .retain(|_, t| now.saturating_duration_since(*t) < interval);
+            if self.last.len() >= self.max_per_interval {
+                return false;
+            }
+        }
+        self.last.insert(key, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+}
