@@ -96,6 +96,14 @@ pub struct Args {
     /// Include the request's URL path (never its query string) in findings.
     #[arg(global = true, long)]
     pub show_path: bool,
+    /// Check the origin's certificate for every SNI the edge asks for, the
+    /// way Cloudflare's Full (strict) mode would (one TLS handshake per SNI
+    /// per --cert-check-interval, to the address and port the edge used).
+    #[arg(long)]
+    pub check_certs: bool,
+    /// How often one SNI's certificate is checked again.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5m")]
+    pub cert_check_interval: Duration,
     /// TCP-level causes only: no packet snapshots, so no 520/524/525/526
     /// diagnosis (the cheapest mode).
     #[arg(long)]
@@ -169,6 +177,8 @@ pub struct Settings {
     pub response_timeout: Duration,
     pub show_path: bool,
     pub no_payload: bool,
+    pub check_certs: bool,
+    pub cert_check_interval: Duration,
     pub max_flows: usize,
     pub output_buffer: usize,
 }
@@ -182,6 +192,9 @@ pub enum UsageError {
     /// Port 0 or an empty port list.
     #[error("invalid --ports: {0}")]
     Ports(String),
+    /// Flags that cannot go together.
+    #[error("{0}")]
+    Conflict(&'static str),
     /// A live-only flag given to `analyze`.
     #[error("{0} applies to live mode only, not to `analyze`")]
     LiveOnly(&'static str),
@@ -210,6 +223,11 @@ impl Args {
         if self.output_buffer == 0 {
             return Err(UsageError::Zero("output-buffer"));
         }
+        if self.check_certs && self.no_payload {
+            return Err(UsageError::Conflict(
+                "--check-certs needs the ClientHello's SNI: drop --no-payload",
+            ));
+        }
         let format = self.format.unwrap_or(if std::io::stdout().is_terminal() {
             Format::Pretty
         } else {
@@ -229,6 +247,9 @@ impl Args {
                 }
                 if self.write_pcap.is_some() {
                     return Err(UsageError::LiveOnly("--write-pcap"));
+                }
+                if self.check_certs {
+                    return Err(UsageError::LiveOnly("--check-certs"));
                 }
                 Some(file)
             }
@@ -250,6 +271,8 @@ impl Args {
             response_timeout: self.response_timeout,
             show_path: self.show_path,
             no_payload: self.no_payload,
+            check_certs: self.check_certs,
+            cert_check_interval: self.cert_check_interval,
             max_flows: self.max_flows,
             output_buffer: self.output_buffer,
         })

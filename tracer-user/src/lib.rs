@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod app;
 pub mod capture;
 pub mod certcheck;
+pub mod certwatch;
 pub mod cli;
 pub mod clock;
 pub mod diagnose;

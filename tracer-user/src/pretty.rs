@@ -206,6 +206,29 @@ pub fn render(v: &Value) -> String {
             v["events_lost_total"]
         ),
         "summary" => summary(v),
+        "cert_check" => {
+            let problems: Vec<&str> = v["problems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let verdict = if problems.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("FAILS Full (strict): {}", problems.join(", "))
+            };
+            let expiry = v["days_until_expiry"]
+                .as_i64()
+                .map(|d| format!(", expires in {d} days"))
+                .unwrap_or_default();
+            format!(
+                "{} cert_check {} at {}: {verdict}{expiry}",
+                time_of(v),
+                s(v, "sni"),
+                endpoint(v, "addr", "port")
+            )
+        }
         _ => v.to_string(),
     }
 }

@@ -15,6 +15,7 @@ use tracer_ebpf::counter;
 
 use crate::{
     capture::decode,
+    certwatch::CertWatch,
     cli::{EventsMode, Settings},
     clock::{monotonic_ns, WallClock},
     diagnose::{self, Diagnoser},
@@ -95,7 +96,13 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
             )?)
         }
     };
+    let certs = if s.check_certs {
+        Some(CertWatch::start(s.cert_check_interval)?)
+    } else {
+        None
+    };
     let mut p = Pipeline {
+        certs,
         diag: Diagnoser::new(diag_config(&s, !s.no_payload)),
         continuation: HashMap::new(),
         payload: !s.no_payload,
@@ -180,6 +187,12 @@ fn shut_down(
     if let Some(evidence) = p.evidence.take() {
         summary["pcap"] = evidence.finish();
     }
+    if let Some(c) = p.certs.take() {
+        // Checks still running when the agent stops are worth their few seconds.
+        for check in c.finish(Duration::from_secs(6)) {
+            p.sink.emit(&check.to_json(&p.clock.rfc3339(now)));
+        }
+    }
     p.sink.emit_wait(&summary);
     p.sink.finish();
 }
@@ -206,6 +219,8 @@ struct Pipeline {
     totals: Totals,
     /// `--write-pcap`.
     evidence: Option<PcapEvidence>,
+    /// `--check-certs`.
+    certs: Option<CertWatch>,
     /// Snapshots become payload events.
     payload: bool,
     /// Where the next chunk of a long packet continues: per (flow,
@@ -274,6 +289,14 @@ impl Pipeline {
         }
         if let Some(e) = &mut self.evidence {
             e.expire(now);
+        }
+        if let Some(c) = &mut self.certs {
+            for (addr, port, sni) in self.diag.take_new_snis() {
+                c.saw(addr, port, &sni);
+            }
+            for check in c.finished() {
+                self.sink.emit(&check.to_json(&self.clock.rfc3339(now)));
+            }
         }
     }
 

@@ -167,6 +167,8 @@ pub struct Diagnoser {
     /// Flows in arrival order, for eviction (stale entries skipped lazily).
     order: VecDeque<(u64, Flow)>,
     stats: Stats,
+    /// Server names newly seen in `ClientHello`s: (origin address, port, SNI).
+    new_snis: Vec<(std::net::IpAddr, u16, String)>,
 }
 
 impl Diagnoser {
@@ -176,11 +178,18 @@ impl Diagnoser {
             flows: HashMap::new(),
             order: VecDeque::new(),
             stats: Stats::default(),
+            new_snis: Vec::new(),
         }
     }
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Server names seen for the first time since the last call, with the
+    /// origin address and port the edge used (for `--check-certs`).
+    pub fn take_new_snis(&mut self) -> Vec<(std::net::IpAddr, u16, String)> {
+        std::mem::take(&mut self.new_snis)
     }
 
     /// Connections still in their handshake, without a verdict.
@@ -270,7 +279,7 @@ impl Diagnoser {
             return;
         }
         if f.established {
-            after_handshake(f, e, &cfg, &mut self.stats.timing);
+            after_handshake_noting_sni(f, e, &cfg, &mut self.stats.timing, &mut self.new_snis);
             return;
         }
         during_handshake(f, e, &cfg);
@@ -286,7 +295,7 @@ impl Diagnoser {
             if !cfg.payload {
                 f.done = true;
             } else if is_payload {
-                after_handshake(f, e, &cfg, &mut self.stats.timing);
+                after_handshake_noting_sni(f, e, &cfg, &mut self.stats.timing, &mut self.new_snis);
             }
         }
     }
@@ -482,6 +491,25 @@ fn decide_after_handshake(
         f.done = true;
     }
     None
+}
+
+/// [`after_handshake`], noting a server name its `ClientHello` revealed.
+fn after_handshake_noting_sni(
+    f: &mut FlowState,
+    e: &FlowEvent,
+    cfg: &Config,
+    timing: &mut Timing,
+    snis: &mut Vec<(std::net::IpAddr, u16, String)>,
+) {
+    let had = f.app.client_hello.is_some();
+    after_handshake(f, e, cfg, timing);
+    if !had {
+        if let Some(sni) = f.app.client_hello.as_ref().and_then(|c| c.sni.clone()) {
+            if snis.len() < 1_024 {
+                snis.push((e.flow.origin, e.flow.origin_port, sni));
+            }
+        }
+    }
 }
 
 /// An event of an established connection.
