@@ -46,6 +46,7 @@ fn start_line(s: &Settings, file: &str) -> Value {
         "edge_prefixes": {"ipv4": s.ranges.v4().count(), "ipv6": s.ranges.v6().count()},
         "all_sources": s.all_sources,
         "syn_timeout_ms": u64::try_from(s.syn_timeout.as_millis()).unwrap_or(u64::MAX),
+        "response_timeout_ms": u64::try_from(s.response_timeout.as_millis()).unwrap_or(u64::MAX),
         "probes": [],
         "stale_removed": [],
     })
@@ -155,7 +156,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
         lines_dropped: sink.dropped(),
         ..report::Counts::default()
     };
-    let mut summary = report::summary(&diag, &counts, &clock.rfc3339(tally.last_ns));
+    let mut summary = report::summary(&diag, &counts, &clock.rfc3339(tally.last_ns + settle_ns));
     summary["source"] = json!(SOURCE);
     summary["capture"] = json!({
         "file": name,

@@ -412,6 +412,7 @@ fn start_line(
         "edge_prefixes": {"ipv4": s.ranges.v4().count(), "ipv6": s.ranges.v6().count()},
         "all_sources": s.all_sources,
         "syn_timeout_ms": u64::try_from(s.syn_timeout.as_millis()).unwrap_or(u64::MAX),
+        "response_timeout_ms": u64::try_from(s.response_timeout.as_millis()).unwrap_or(u64::MAX),
         "probes": probes,
         "stale_removed": k.stale_removed,
     })

@@ -120,6 +120,41 @@ struct FlowState {
     rst_in: bool,
     /// The connection worked (or closed) without a cause to name.
     done: bool,
+    /// Latencies measured on this connection, counted once it is healthy.
+    latency: Latency,
+}
+
+/// One connection's latencies (µs), for [`Timing`].
+#[derive(Debug, Default)]
+struct Latency {
+    syn_to_synack: Option<u64>,
+    client_hello_to_server_hello: Option<u64>,
+    request_to_first_byte: Option<u64>,
+    counted: bool,
+}
+
+impl Latency {
+    /// Count this healthy connection's latencies, once.
+    fn commit(&mut self, timing: &mut Timing) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
+        for (value, samples) in [
+            (self.syn_to_synack, &mut timing.syn_to_synack),
+            (
+                self.client_hello_to_server_hello,
+                &mut timing.client_hello_to_server_hello,
+            ),
+            (
+                self.request_to_first_byte,
+                &mut timing.request_to_first_byte,
+            ),
+        ] {
+            if let Some(v) = value {
+                samples.add(v);
+            }
+        }
+    }
 }
 
 impl FlowState {
@@ -279,7 +314,7 @@ impl Diagnoser {
             return;
         }
         if f.established {
-            after_handshake_noting_sni(f, e, &cfg, &mut self.stats.timing, &mut self.new_snis);
+            after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis);
             return;
         }
         during_handshake(f, e, &cfg);
@@ -287,15 +322,12 @@ impl Diagnoser {
             self.stats.healthy_handshakes += 1;
             f.decide_at = None;
             if let Some(t) = f.synack_ns {
-                self.stats
-                    .timing
-                    .syn_to_synack
-                    .add((t.saturating_sub(f.first_ns)) / 1_000);
+                f.latency.syn_to_synack = Some(t.saturating_sub(f.first_ns) / 1_000);
             }
             if !cfg.payload {
                 f.done = true;
             } else if is_payload {
-                after_handshake_noting_sni(f, e, &cfg, &mut self.stats.timing, &mut self.new_snis);
+                after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis);
             }
         }
     }
@@ -374,7 +406,15 @@ impl Diagnoser {
                 });
             }
         }
+        // Healthy connections count in the latency percentiles: those that
+        // worked, and established ones about to be forgotten without a cause.
         let linger = self.cfg.linger_ns;
+        for f in self.flows.values_mut() {
+            let forgotten = f.established && !f.reported && now_ns >= f.last_ns + linger;
+            if (f.done && !f.reported) || forgotten {
+                f.latency.commit(&mut self.stats.timing);
+            }
+        }
         let timeout = self.cfg.syn_timeout_ns;
         // Settled flows linger so retransmissions stay quiet; unsettled ones
         // cannot outlive their timeout by much (they are decided above).
@@ -498,11 +538,10 @@ fn after_handshake_noting_sni(
     f: &mut FlowState,
     e: &FlowEvent,
     cfg: &Config,
-    timing: &mut Timing,
     snis: &mut Vec<(std::net::IpAddr, u16, String)>,
 ) {
     let had = f.app.client_hello.is_some();
-    after_handshake(f, e, cfg, timing);
+    after_handshake(f, e, cfg);
     if !had {
         if let Some(sni) = f.app.client_hello.as_ref().and_then(|c| c.sni.clone()) {
             if snis.len() < 1_024 {
@@ -513,7 +552,7 @@ fn after_handshake_noting_sni(
 }
 
 /// An event of an established connection.
-fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config, timing: &mut Timing) {
+fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
     let decide_soon = Some(e.ts_ns + cfg.settle_ns);
     match &e.kind {
         FlowEventKind::Payload { outbound, bytes } => {
@@ -536,15 +575,13 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config, timing: &mut 
                 f.app.server_hello_ns,
                 f.app.client_hello_ns,
             ) {
-                timing
-                    .client_hello_to_server_hello
-                    .add(sh.saturating_sub(ch) / 1_000);
+                f.latency.client_hello_to_server_hello = Some(sh.saturating_sub(ch) / 1_000);
             }
             if let (false, Some(first), Some(req)) =
                 (had_response, f.app.first_out_ns, f.app.request_ns)
             {
                 if *outbound && first >= req {
-                    timing.request_to_first_byte.add((first - req) / 1_000);
+                    f.latency.request_to_first_byte = Some((first - req) / 1_000);
                 }
             }
             if decisive {

@@ -7,8 +7,8 @@
 //! Why not `tls-parser` / `httparse` (both build here and were tried): the
 //! agent sees the *first bytes* of a direction, often cut inside a message.
 //! `tls-parser` parses a hello's extensions all-or-nothing, so it cannot read
-//! the SNI of a truncated ClientHello, leaves key shares as raw bytes and only
-//! knows the draft form of HelloRetryRequest; `httparse` needs a fixed header
+//! the SNI of a truncated `ClientHello`, leaves key shares as raw bytes and only
+//! knows the draft form of `HelloRetryRequest`; `httparse` needs a fixed header
 //! array (a 16 KiB+ head overflows it) and parses header values we must never
 //! handle. Both parsers here are small, bounds-checked and fuzzed by tests.
 
