@@ -1,51 +1,96 @@
 //! A checker for origin-tracer's output, schema version 1 (docs/SCHEMA.md and
 //! docs/schema-v1.json): required fields and their types per line `type`,
-//! known causes, classes, events and evidence item shapes, the `analyze`
-//! forms (`source`, `inconclusive`, the capture's `start` and `summary`),
-//! plus checks across a whole run, live or `analyze` (first line `start`,
-//! last `summary`, counts agree, one source throughout).
+//! known causes, classes, events and evidence item shapes, the findings'
+//! `tls` and `http` objects, `cert_check` lines, the summary's `timing` and
+//! `pcap`, the `analyze` forms (`source`, `inconclusive`, the capture's
+//! `start` and `summary`), plus checks across a whole run, live or `analyze`
+//! (first line `start`, last `summary`, counts agree, one source throughout).
 //!
-//! The tables here are kept equal to schema-v1.json by unit tests.
+//! The tables here are kept equal to schema-v1.json by unit tests; the checks
+//! of the payload objects and `cert_check` are in `payload`, those of the
+//! summary in `summary`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::Value;
 
+mod payload;
+mod summary;
+
 /// The JSON type of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A string.
     String,
-    /// An integer (never negative in this schema).
+    /// A non-negative integer.
     Integer,
+    /// An integer that may be negative.
+    Signed,
     /// `true` or `false`.
     Boolean,
     /// An array.
     Array,
     /// An object.
     Object,
+    /// A string or null.
+    StringOrNull,
+    /// A non-negative integer or null.
+    IntegerOrNull,
+    /// An integer (maybe negative) or null.
+    SignedOrNull,
+    /// An object or null.
+    ObjectOrNull,
 }
 
 impl Kind {
-    /// The name JSON Schema uses for it.
+    /// How error messages name it.
     pub fn json_name(self) -> &'static str {
         match self {
             Kind::String => "string",
-            Kind::Integer => "integer",
+            Kind::Integer => "non-negative integer",
+            Kind::Signed => "integer",
             Kind::Boolean => "boolean",
             Kind::Array => "array",
             Kind::Object => "object",
+            Kind::StringOrNull => "string or null",
+            Kind::IntegerOrNull => "non-negative integer or null",
+            Kind::SignedOrNull => "integer or null",
+            Kind::ObjectOrNull => "object or null",
         }
+    }
+
+    /// The JSON Schema `type` of it: one name, or a name and `null`.
+    pub fn json_types(self) -> &'static [&'static str] {
+        match self {
+            Kind::String => &["string"],
+            Kind::Integer | Kind::Signed => &["integer"],
+            Kind::Boolean => &["boolean"],
+            Kind::Array => &["array"],
+            Kind::Object => &["object"],
+            Kind::StringOrNull => &["string", "null"],
+            Kind::IntegerOrNull | Kind::SignedOrNull => &["integer", "null"],
+            Kind::ObjectOrNull => &["object", "null"],
+        }
+    }
+
+    /// Whether it is an integer that may not be negative.
+    pub fn non_negative(self) -> bool {
+        matches!(self, Kind::Integer | Kind::IntegerOrNull)
     }
 
     fn matches(self, v: &Value) -> bool {
         match self {
             Kind::String => v.is_string(),
             Kind::Integer => v.is_u64(),
+            Kind::Signed => v.is_i64() || v.is_u64(),
             Kind::Boolean => v.is_boolean(),
             Kind::Array => v.is_array(),
             Kind::Object => v.is_object(),
+            Kind::StringOrNull => v.is_string() || v.is_null(),
+            Kind::IntegerOrNull => v.is_u64() || v.is_null(),
+            Kind::SignedOrNull => v.is_i64() || v.is_u64() || v.is_null(),
+            Kind::ObjectOrNull => v.is_object() || v.is_null(),
         }
     }
 }
@@ -54,11 +99,12 @@ impl Kind {
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// Line types.
-pub const LINE_TYPES: [&str; 6] = [
+pub const LINE_TYPES: [&str; 7] = [
     "start",
     "finding",
     "event",
     "inconclusive",
+    "cert_check",
     "loss",
     "summary",
 ];
@@ -70,7 +116,7 @@ pub const SOURCES: [&str; 2] = ["kernel", "capture"];
 pub const CAPTURE: &str = "capture";
 
 /// Every cause with the class the edge shows for it.
-pub const CAUSES: [(&str, &str); 7] = [
+pub const CAUSES: [(&str, &str); 17] = [
     ("no_listener", "521"),
     ("firewall_reject", "521"),
     ("firewall_drop", "522"),
@@ -78,13 +124,39 @@ pub const CAUSES: [(&str, &str); 7] = [
     ("synack_unacked", "522"),
     ("kernel_drop", "522"),
     ("syn_unanswered", "522"),
+    ("tls_alert_from_origin", "525"),
+    ("tls_closed_during_handshake", "525"),
+    ("not_tls", "525"),
+    ("edge_rejected_certificate", "526"),
+    ("edge_aborted_after_certificate", "526"),
+    ("reset_after_request", "520"),
+    ("closed_without_response", "520"),
+    ("headers_too_large", "520"),
+    ("malformed_response", "520"),
+    ("response_timeout", "524"),
 ];
+
+/// Classes whose findings are about TLS: they carry a `tls` object.
+pub const TLS_CLASSES: [&str; 2] = ["525", "526"];
+
+/// Classes whose findings are about HTTP: they carry an `http` object.
+pub const HTTP_CLASSES: [&str; 2] = ["520", "524"];
+
+/// Causes named by an alert, with whom `tls.alert` must be `from`.
+pub const ALERT_CAUSES: [(&str, &str); 2] = [
+    ("tls_alert_from_origin", "origin"),
+    ("edge_rejected_certificate", "edge"),
+];
+
+/// The size of a response header block Cloudflare accepts: a
+/// `headers_too_large` finding's `http.header_bytes` is at least this.
+pub const HEADER_LIMIT: u64 = 16 * 1024;
 
 /// Finding confidences.
 pub const CONFIDENCES: [&str; 3] = ["high", "medium", "low"];
 
 /// Evidence event names.
-pub const EVENTS: [&str; 14] = [
+pub const EVENTS: [&str; 22] = [
     "syn_in",
     "ack_in",
     "rst_in",
@@ -99,6 +171,14 @@ pub const EVENTS: [&str; 14] = [
     "synack_retransmit",
     "state_change",
     "listen_overflow_counter",
+    "client_hello_in",
+    "server_hello_out",
+    "tls_alert_in",
+    "tls_alert_out",
+    "request_in",
+    "response_out",
+    "data_in",
+    "data_out",
 ];
 
 /// `start.attach_mode` values (`none`: `analyze`, nothing attached).
@@ -108,16 +188,89 @@ pub const ATTACH_MODES: [&str; 3] = ["tcx", "netlink", "none"];
 pub const START_OPTIONAL: [(&str, Kind); 2] =
     [("source", Kind::String), ("capture_file", Kind::String)];
 
-/// Optional fields of `summary` lines (`analyze` writes both).
-pub const SUMMARY_OPTIONAL: [(&str, Kind); 2] =
-    [("source", Kind::String), ("capture", Kind::Object)];
+/// Optional fields of `summary` lines (`analyze` writes `source` and
+/// `capture`, `--write-pcap` `pcap`).
+pub const SUMMARY_OPTIONAL: [(&str, Kind); 3] = [
+    ("source", Kind::String),
+    ("capture", Kind::Object),
+    ("pcap", Kind::Object),
+];
 
-/// Fields of `summary.capture` (`damage` is a string or null).
-pub const CAPTURE_FIELDS: [(&str, Kind); 3] = [
+/// Fields of `summary.capture`.
+pub const CAPTURE_FIELDS: [(&str, Kind); 4] = [
     ("file", Kind::String),
     ("packets", Kind::Integer),
     ("packets_skipped", Kind::Object),
+    ("damage", Kind::StringOrNull),
 ];
+
+/// Keys of `summary.timing`: latencies of healthy connections.
+pub const TIMINGS: [&str; 3] = [
+    "syn_to_synack",
+    "client_hello_to_server_hello",
+    "request_to_first_byte",
+];
+
+/// Fields of each non-null `summary.timing` entry.
+pub const PERCENTILE_FIELDS: [(&str, Kind); 4] = [
+    ("count", Kind::Integer),
+    ("p50_us", Kind::Integer),
+    ("p90_us", Kind::Integer),
+    ("p99_us", Kind::Integer),
+];
+
+/// Fields of `summary.pcap` (`--write-pcap`).
+pub const PCAP_FIELDS: [(&str, Kind); 5] = [
+    ("file", Kind::String),
+    ("flows_written", Kind::Integer),
+    ("packets_written", Kind::Integer),
+    ("packets_not_written", Kind::Integer),
+    ("complete", Kind::Boolean),
+];
+
+/// Optional fields of `finding` lines.
+pub const FINDING_OPTIONAL: [(&str, Kind); 2] = [("tls", Kind::Object), ("http", Kind::Object)];
+
+/// Fields of a finding's `tls` object.
+pub const TLS_FIELDS: [(&str, Kind); 4] = [
+    ("sni", Kind::StringOrNull),
+    ("offered_versions", Kind::Array),
+    ("negotiated_version", Kind::StringOrNull),
+    ("alert", Kind::ObjectOrNull),
+];
+
+/// Fields of a non-null `tls.alert`.
+pub const TLS_ALERT_FIELDS: [(&str, Kind); 3] = [
+    ("level", Kind::String),
+    ("description", Kind::String),
+    ("from", Kind::String),
+];
+
+/// Values of `tls.alert.from`.
+pub const ALERT_FROM: [&str; 2] = ["origin", "edge"];
+
+/// Fields of a finding's `http` object.
+pub const HTTP_FIELDS: [(&str, Kind); 3] = [
+    ("method", Kind::StringOrNull),
+    ("status", Kind::IntegerOrNull),
+    ("header_bytes", Kind::IntegerOrNull),
+];
+
+/// Optional fields of the `http` object (`path`: `--show-path` only).
+pub const HTTP_OPTIONAL: [(&str, Kind); 1] = [("path", Kind::String)];
+
+/// `cert_check.problems` values.
+pub const CERT_PROBLEMS: [&str; 6] = [
+    "expired",
+    "not_yet_valid",
+    "hostname_mismatch",
+    "self_signed",
+    "untrusted_issuer",
+    "handshake_failed",
+];
+
+/// Optional fields of `cert_check` lines.
+pub const CERT_CHECK_OPTIONAL: [(&str, Kind); 1] = [("error", Kind::String)];
 
 /// Keys of `summary.capture.packets_skipped`.
 pub const SKIP_REASONS: [&str; 3] = ["truncated_headers", "unsupported_link_type", "malformed"];
@@ -134,7 +287,7 @@ pub const COMMON: [(&str, Kind); 3] = [
 
 /// The required fields of a line of `line_type`, besides [`COMMON`].
 pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
-    use Kind::{Array, Boolean, Integer, Object, String};
+    use Kind::{Array, Boolean, Integer, Object, SignedOrNull, String, StringOrNull};
     match line_type {
         "start" => &[
             ("version", String),
@@ -165,6 +318,19 @@ pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
             ("needed_ms", Integer),
             ("reason", String),
         ],
+        "cert_check" => &[
+            ("sni", String),
+            ("addr", String),
+            ("port", Integer),
+            ("ok", Boolean),
+            ("problems", Array),
+            ("subject", StringOrNull),
+            ("issuer", StringOrNull),
+            ("san", Array),
+            ("not_before", StringOrNull),
+            ("not_after", StringOrNull),
+            ("days_until_expiry", SignedOrNull),
+        ],
         "loss" => &[("events_lost", Integer), ("events_lost_total", Integer)],
         "summary" => &[
             ("duration_ms", Integer),
@@ -177,6 +343,7 @@ pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
             ("flows_untracked", Integer),
             ("flows_evicted", Integer),
             ("pending_at_exit", Integer),
+            ("timing", Object),
             ("lines_dropped", Integer),
         ],
         _ => &[],
@@ -184,7 +351,7 @@ pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
 }
 
 /// Optional fields of evidence items (and event lines) with their types.
-pub const EVIDENCE_OPTIONAL: [(&str, Kind); 9] = [
+pub const EVIDENCE_OPTIONAL: [(&str, Kind); 10] = [
     ("reason", Kind::String),
     ("direction", Kind::String),
     ("segment", Kind::String),
@@ -194,6 +361,7 @@ pub const EVIDENCE_OPTIONAL: [(&str, Kind); 9] = [
     ("count", Kind::Integer),
     ("queue", Kind::Object),
     ("repeat", Kind::Integer),
+    ("detail", Kind::String),
 ];
 
 /// The class of `cause`, if it is a known cause.
@@ -217,10 +385,7 @@ impl Errors {
                 None => self.push(at, format_args!("missing `{name}`")),
                 Some(v) if !kind.matches(v) => self.push(
                     at,
-                    format_args!(
-                        "`{name}` should be {} (non-negative if integer): {v}",
-                        kind.json_name()
-                    ),
+                    format_args!("`{name}` should be {}: {v}", kind.json_name()),
                 ),
                 Some(_) => {}
             }
@@ -284,7 +449,8 @@ pub fn check_line(line: &Value) -> Vec<String> {
             check_flow(&mut e, "event.flow", &line["flow"]);
         }
         "inconclusive" => check_inconclusive(&mut e, line),
-        "summary" => check_summary(&mut e, line),
+        "cert_check" => payload::check_cert_check(&mut e, line),
+        "summary" => summary::check_summary(&mut e, line),
         _ => {}
     }
     e.0
@@ -383,6 +549,14 @@ fn check_finding(e: &mut Errors, line: &Value) {
         e.push("finding.hint", "empty");
     }
     check_evidence(e, "finding.evidence", line);
+    optional_fields(e, "finding", line, &FINDING_OPTIONAL);
+    if let Some(tls) = line.get("tls").filter(|t| t.is_object()) {
+        payload::check_tls(e, tls);
+    }
+    if let Some(http) = line.get("http").filter(|h| h.is_object()) {
+        payload::check_http(e, http);
+    }
+    payload::check_finding_payload(e, line);
 }
 
 fn check_evidence(e: &mut Errors, at: &str, line: &Value) {
@@ -521,83 +695,6 @@ fn check_flow(e: &mut Errors, at: &str, flow: &Value) {
     }
 }
 
-fn check_summary(e: &mut Errors, line: &Value) {
-    optional_fields(e, "summary", line, &SUMMARY_OPTIONAL);
-    if is_capture(line) && line.get("capture").is_none() {
-        e.push("summary", "`source` is capture but `capture` is missing");
-    }
-    if let Some(capture) = line.get("capture").filter(|c| c.is_object()) {
-        check_capture(e, capture);
-    }
-    let Some(findings) = line["findings"].as_object() else {
-        return;
-    };
-    let mut sum = 0;
-    for (cause, _) in CAUSES {
-        match findings.get(cause).and_then(Value::as_u64) {
-            Some(n) => sum += n,
-            None => e.push(
-                "summary.findings",
-                format_args!("missing count for `{cause}`"),
-            ),
-        }
-    }
-    for (cause, n) in findings {
-        if !n.is_u64() {
-            e.push(
-                "summary.findings",
-                format_args!("`{cause}`: {n} is not a count"),
-            );
-        }
-    }
-    if line["findings_total"].as_u64().is_some_and(|t| t != sum) {
-        e.push(
-            "summary.findings_total",
-            format_args!(
-                "{} is not the sum of `findings` ({sum})",
-                line["findings_total"]
-            ),
-        );
-    }
-}
-
-fn check_capture(e: &mut Errors, capture: &Value) {
-    e.fields("summary.capture", capture, &CAPTURE_FIELDS);
-    if capture["file"].as_str().is_some_and(str::is_empty) {
-        e.push("summary.capture.file", "empty");
-    }
-    match capture.get("damage") {
-        None => e.push("summary.capture", "missing `damage`"),
-        Some(Value::Null | Value::String(_)) => {}
-        Some(other) => e.push(
-            "summary.capture.damage",
-            format_args!("should be null or a string: {other}"),
-        ),
-    }
-    let mut skipped = 0;
-    for (reason, n) in capture["packets_skipped"].as_object().into_iter().flatten() {
-        if !SKIP_REASONS.contains(&reason.as_str()) {
-            e.push(
-                "summary.capture.packets_skipped",
-                format_args!("`{reason}` is not one of {SKIP_REASONS:?}"),
-            );
-        }
-        match n.as_u64() {
-            Some(n) => skipped += n,
-            None => e.push(
-                "summary.capture.packets_skipped",
-                format_args!("`{reason}`: {n} is not a count"),
-            ),
-        }
-    }
-    if capture["packets"].as_u64().is_some_and(|p| skipped > p) {
-        e.push(
-            "summary.capture",
-            format_args!("{skipped} packets skipped of {} read", capture["packets"]),
-        );
-    }
-}
-
 /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 fn is_timestamp(ts: &str) -> bool {
     let b = ts.as_bytes();
@@ -620,10 +717,12 @@ fn is_timestamp(ts: &str) -> bool {
 }
 
 /// Checks a whole run, live or `analyze`: every line valid, first `start`,
-/// last `summary`, `start` only once, the summary's counts equal the finding
-/// lines (unless lines were dropped), every `source` the run's (`capture`
-/// when `start` says so, else `kernel`), `inconclusive` lines only from a
-/// capture and as many as the summary's `pending_at_exit`, and the summary's
+/// last `summary` (`cert_check`, `event`, `loss` ... lines anywhere between),
+/// `start` only once, the summary's counts equal the finding lines (unless
+/// lines were dropped), every `source` the run's (`capture` when `start` says
+/// so, else `kernel`), `inconclusive` lines only from a capture, as many as
+/// the summary's `pending_at_exit`, each needing the start's `syn_timeout_ms`
+/// or, as its reason says, the response timeout, and the summary's
 /// `capture.file` the start's `capture_file`. Returns what is wrong.
 pub fn check_run(lines: &[Value]) -> Vec<String> {
     let mut errors = Vec::new();
@@ -665,6 +764,15 @@ pub fn check_run(lines: &[Value]) -> Vec<String> {
             "{inconclusive} `inconclusive` lines in a live run (analyze only)"
         ));
     }
+    if let Some(syn_timeout) = lines.first().and_then(|l| l["syn_timeout_ms"].as_u64()) {
+        for (i, line) in lines.iter().enumerate() {
+            if line["type"] == "inconclusive" {
+                if let Some(err) = needed_mismatch(line, syn_timeout) {
+                    errors.push(format!("line {}: {err}\n    {line}", i + 1));
+                }
+            }
+        }
+    }
     if let Some(summary) = lines.iter().rev().find(|l| l["type"] == "summary") {
         if capture {
             if !is_capture(summary) {
@@ -705,6 +813,20 @@ pub fn check_run(lines: &[Value]) -> Vec<String> {
         }
     }
     errors
+}
+
+/// What is wrong with an `inconclusive` line's `needed_ms` in a run whose
+/// `--syn-timeout` is `syn_timeout` ms: it is that, or the response timeout,
+/// which the reason then names.
+fn needed_mismatch(line: &Value, syn_timeout: u64) -> Option<String> {
+    let needed = line["needed_ms"].as_u64()?;
+    let reason = line["reason"].as_str().unwrap_or_default();
+    if needed == syn_timeout || reason.to_ascii_lowercase().contains("response") {
+        return None;
+    }
+    Some(format!(
+        "inconclusive needed_ms {needed} is neither start's syn_timeout_ms {syn_timeout} nor, by its reason, the response timeout"
+    ))
 }
 
 #[cfg(test)]

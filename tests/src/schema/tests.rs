@@ -1,12 +1,17 @@
 //! No-root tests: the checker's tables equal docs/schema-v1.json, and the
 //! checker accepts good lines and runs (live and `analyze`) and names what is
-//! wrong with bad ones.
+//! wrong with bad ones. The payload objects, `cert_check`, `timing` and
+//! `pcap` are tried in `tests/payload.rs`, real `analyze` runs of the shared
+//! captures in `tests/captures.rs`.
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
 use super::*;
+
+mod captures;
+mod payload;
 
 const SCHEMA_TEXT: &str = include_str!("../../../docs/schema-v1.json");
 
@@ -41,22 +46,76 @@ fn property<'a>(schema: &'a Value, d: &'a Value, field: &str) -> Option<&'a Valu
     property(schema, def(schema, r), field)
 }
 
-/// The JSON type a property schema allows.
-fn kind_of(schema: &Value, p: &Value) -> String {
-    if let Some(t) = p["type"].as_str() {
-        return t.to_owned();
+/// `p`, or the definition its `$ref` names.
+fn resolve<'a>(schema: &'a Value, p: &'a Value) -> &'a Value {
+    match p["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(r) => resolve(schema, def(schema, r)),
+        None => p,
     }
-    if let Some(r) = p["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
-        return kind_of(schema, def(schema, r));
+}
+
+/// The JSON types a property schema allows.
+fn types_of(schema: &Value, p: &Value) -> Vec<String> {
+    let p = resolve(schema, p);
+    match &p["type"] {
+        Value::String(t) => return vec![t.clone()],
+        Value::Array(_) => return strings(&p["type"]).into_iter().collect(),
+        _ => {}
     }
     if let Some(values) = p["enum"].as_array() {
         assert!(values.iter().all(Value::is_string), "mixed enum {p}");
-        return "string".to_owned();
+        return vec!["string".to_owned()];
     }
     match &p["const"] {
-        Value::Number(_) => "integer".to_owned(),
-        Value::String(_) => "string".to_owned(),
+        Value::Number(_) => vec!["integer".to_owned()],
+        Value::String(_) => vec!["string".to_owned()],
         other => panic!("cannot tell the type of {other}"),
+    }
+}
+
+/// Asserts that the property schema `p` has the JSON types of `kind`, and a
+/// `minimum` of at least 0 exactly when `kind` is non-negative.
+fn assert_kind(schema: &Value, p: &Value, kind: Kind, what: &str) {
+    let mut want: Vec<String> = kind.json_types().iter().map(|t| (*t).to_owned()).collect();
+    want.sort();
+    assert_eq!(types_of(schema, p), want, "type of {what}");
+    if kind.json_types().contains(&"integer") {
+        // A `const` is its own minimum.
+        let p = resolve(schema, p);
+        let minimum = p["minimum"].as_i64().or_else(|| p["const"].as_i64());
+        assert_eq!(
+            minimum.is_some_and(|m| m >= 0),
+            kind.non_negative(),
+            "minimum of {what}: {minimum:?}"
+        );
+    }
+}
+
+/// Asserts that `$defs/name` requires exactly `required`, has no other
+/// properties than those and `optional`, and types them all as they say.
+fn assert_object(schema: &Value, name: &str, required: &[(&str, Kind)], optional: &[(&str, Kind)]) {
+    let d = def(schema, name);
+    assert_eq!(
+        strings(&d["required"]),
+        names(required),
+        "required fields of {name}"
+    );
+    let mut all = names(required);
+    all.extend(names(optional));
+    let props: BTreeSet<String> = d["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(props, all, "fields of {name}");
+    for (field, kind) in required.iter().chain(optional) {
+        assert_kind(
+            schema,
+            &d["properties"][*field],
+            *kind,
+            &format!("{name}.{field}"),
+        );
     }
 }
 
@@ -88,6 +147,63 @@ fn causes_equal_the_schema_enum() {
     assert_eq!(
         strings(&def(&s, "summary")["properties"]["findings"]["required"]),
         want
+    );
+    assert_eq!(finding["oneOf"].as_array().map(Vec::len), Some(6));
+}
+
+/// The `then` of the `allOf` branch of `$defs/finding` whose `if` is on
+/// `field` with `value` (a `const` or an `enum`).
+fn finding_rule<'a>(schema: &'a Value, field: &str, value: &Value) -> &'a Value {
+    let finding = def(schema, "finding");
+    let rules = finding["allOf"].as_array().expect("finding allOf");
+    let rule = rules
+        .iter()
+        .find(|r| {
+            let cond = &r["if"]["properties"][field];
+            cond["const"] == *value || cond["enum"] == *value
+        })
+        .unwrap_or_else(|| panic!("no finding rule if {field} is {value}"));
+    assert_eq!(strings(&rule["if"]["required"]), set(&[field]), "{rule}");
+    &rule["then"]
+}
+
+#[test]
+fn finding_rules_equal_the_schema() {
+    let s = schema();
+    // Which classes carry a tls or http object.
+    for (classes, field) in [(&TLS_CLASSES, "tls"), (&HTTP_CLASSES, "http")] {
+        let then = finding_rule(&s, "class", &json!(classes));
+        assert_eq!(strings(&then["required"]), set(&[field]));
+        for class in classes {
+            assert!(CAUSES.iter().any(|(_, c)| c == class), "class {class}");
+        }
+    }
+    // Every class but 521/522 carries one of them.
+    let classes: BTreeSet<&str> = CAUSES.iter().map(|(_, c)| *c).collect();
+    let payload: BTreeSet<&str> = TLS_CLASSES.iter().chain(&HTTP_CLASSES).copied().collect();
+    let tcp: BTreeSet<&str> = classes.difference(&payload).copied().collect();
+    assert_eq!(tcp, BTreeSet::from(["521", "522"]));
+    // The causes named by an alert, and whose.
+    for (cause, from) in ALERT_CAUSES {
+        assert!(
+            class_of(cause).is_some_and(|c| TLS_CLASSES.contains(&c)),
+            "{cause}"
+        );
+        let then = finding_rule(&s, "cause", &json!(cause));
+        assert_eq!(strings(&then["required"]), set(&["tls"]));
+        let alert = &then["properties"]["tls"]["properties"]["alert"];
+        assert_eq!(alert["type"], "object", "{cause}: alert not null");
+        assert_eq!(alert["properties"]["from"]["const"], from, "{cause}");
+    }
+    // headers_too_large names a header block of at least the limit.
+    let then = finding_rule(&s, "cause", &json!("headers_too_large"));
+    assert_eq!(strings(&then["required"]), set(&["http"]));
+    let bytes = &then["properties"]["http"]["properties"]["header_bytes"];
+    assert_eq!(bytes["type"], "integer");
+    assert_eq!(bytes["minimum"], HEADER_LIMIT);
+    assert_eq!(
+        def(&s, "finding")["allOf"].as_array().map(Vec::len),
+        Some(5)
     );
 }
 
@@ -140,6 +256,55 @@ fn enums_equal_the_schema() {
         strings(&def(&s, "capture")["properties"]["packets_skipped"]["propertyNames"]["enum"]),
         set(&SKIP_REASONS)
     );
+    assert_eq!(
+        strings(&def(&s, "tls_alert")["properties"]["from"]["enum"]),
+        set(&ALERT_FROM)
+    );
+    let cert = def(&s, "cert_check");
+    assert_eq!(
+        strings(&cert["properties"]["problems"]["items"]["enum"]),
+        set(&CERT_PROBLEMS)
+    );
+    assert_eq!(cert["properties"]["problems"]["uniqueItems"], true);
+    // ok exactly when no problem was found.
+    assert_eq!(cert["if"]["properties"]["ok"]["const"], true);
+    assert_eq!(cert["then"]["properties"]["problems"]["maxItems"], 0);
+    assert_eq!(cert["else"]["properties"]["problems"]["minItems"], 1);
+    // A negative days_until_expiry exactly for an expired certificate.
+    let rules = cert["allOf"].as_array().expect("cert_check allOf");
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[0]["if"]["properties"]["days_until_expiry"]["maximum"],
+        -1
+    );
+    assert_eq!(
+        rules[0]["then"]["properties"]["problems"]["contains"]["const"],
+        "expired"
+    );
+    assert_eq!(
+        rules[1]["if"]["properties"]["problems"]["contains"]["const"],
+        "expired"
+    );
+    assert_eq!(
+        rules[1]["then"]["properties"]["days_until_expiry"]["maximum"],
+        0
+    );
+    // complete only when nothing was left out.
+    let pcap = def(&s, "pcap");
+    assert_eq!(pcap["if"]["properties"]["complete"]["const"], true);
+    assert_eq!(
+        pcap["then"]["properties"]["packets_not_written"]["const"],
+        0
+    );
+    // A timing entry has at least one sample.
+    assert_eq!(def(&s, "percentiles")["properties"]["count"]["minimum"], 1);
+    for name in TIMINGS {
+        assert_eq!(
+            def(&s, "timing")["properties"][name]["$ref"],
+            "#/$defs/percentiles",
+            "{name}"
+        );
+    }
 }
 
 /// The names of `fields`.
@@ -152,6 +317,8 @@ fn optional_fields_equal_the_schema() {
     let s = schema();
     for (t, optional) in [
         ("start", &START_OPTIONAL[..]),
+        ("finding", &FINDING_OPTIONAL[..]),
+        ("cert_check", &CERT_CHECK_OPTIONAL[..]),
         ("summary", &SUMMARY_OPTIONAL[..]),
     ] {
         let d = def(&s, t);
@@ -165,24 +332,44 @@ fn optional_fields_equal_the_schema() {
         assert_eq!(have, names(optional), "optional fields of `{t}`");
         for (field, kind) in optional {
             let p = property(&s, d, field).expect("listed above");
-            assert_eq!(kind_of(&s, p), kind.json_name(), "type of {t}.{field}");
+            assert_kind(&s, p, *kind, &format!("{t}.{field}"));
         }
     }
-    let capture = def(&s, "capture");
-    let mut want = names(&CAPTURE_FIELDS);
-    want.insert("damage".to_owned());
-    assert_eq!(strings(&capture["required"]), want);
-    for (field, kind) in CAPTURE_FIELDS {
-        let p = &capture["properties"][field];
-        assert_eq!(kind_of(&s, p), kind.json_name(), "type of capture.{field}");
+    // `source` is optional on every line but `inconclusive`.
+    assert_eq!(types_of(&s, &s["properties"]["source"]), ["string"]);
+    assert!(!COMMON.iter().any(|(f, _)| *f == "source"));
+}
+
+#[test]
+fn nested_objects_equal_the_schema() {
+    let s = schema();
+    assert_object(&s, "capture", &CAPTURE_FIELDS, &[]);
+    assert_object(&s, "tls", &TLS_FIELDS, &[]);
+    assert_object(&s, "tls_alert", &TLS_ALERT_FIELDS, &[]);
+    assert_object(&s, "http", &HTTP_FIELDS, &HTTP_OPTIONAL);
+    assert_object(&s, "percentiles", &PERCENTILE_FIELDS, &[]);
+    assert_object(&s, "pcap", &PCAP_FIELDS, &[]);
+    let timing: Vec<(&str, Kind)> = TIMINGS.iter().map(|t| (*t, Kind::ObjectOrNull)).collect();
+    assert_object(&s, "timing", &timing, &[]);
+    // Each finding object is the definition of the same name.
+    for field in ["tls", "http"] {
+        assert_eq!(
+            def(&s, "finding")["properties"][field]["$ref"],
+            format!("#/$defs/{field}")
+        );
     }
     assert_eq!(
-        capture["properties"]["damage"]["type"],
-        json!(["string", "null"])
+        def(&s, "tls")["properties"]["alert"]["$ref"],
+        "#/$defs/tls_alert"
     );
-    // `source` is optional on every line but `inconclusive`.
-    assert_eq!(kind_of(&s, &s["properties"]["source"]), "string");
-    assert!(!COMMON.iter().any(|(f, _)| *f == "source"));
+    for field in ["timing", "pcap"] {
+        assert_eq!(
+            def(&s, "summary")["properties"][field]["$ref"],
+            format!("#/$defs/{field}")
+        );
+    }
+    // The path never has a query string.
+    assert_eq!(def(&s, "http")["properties"]["path"]["pattern"], "^[^?]*$");
 }
 
 #[test]
@@ -192,7 +379,7 @@ fn required_fields_and_types_equal_the_schema() {
     assert_eq!(strings(&s["required"]), common);
     for (field, kind) in COMMON {
         let p = &s["properties"][field];
-        assert_eq!(kind_of(&s, p), kind.json_name(), "common field {field}");
+        assert_kind(&s, p, kind, &format!("common field {field}"));
     }
     for t in LINE_TYPES {
         let d = def(&s, t);
@@ -204,7 +391,7 @@ fn required_fields_and_types_equal_the_schema() {
         for (field, kind) in required_fields(t) {
             let p = property(&s, d, field)
                 .unwrap_or_else(|| panic!("schema has no property {t}.{field}"));
-            assert_eq!(kind_of(&s, p), kind.json_name(), "type of {t}.{field}");
+            assert_kind(&s, p, *kind, &format!("{t}.{field}"));
         }
     }
     let fields = def(&s, "evidence_fields");
@@ -223,11 +410,7 @@ fn required_fields_and_types_equal_the_schema() {
             .collect()
     );
     for (field, kind) in EVIDENCE_OPTIONAL {
-        assert_eq!(
-            kind_of(&s, &fields["properties"][field]),
-            kind.json_name(),
-            "{field}"
-        );
+        assert_kind(&s, &fields["properties"][field], kind, field);
     }
 }
 
@@ -243,6 +426,34 @@ fn the_timestamp_pattern_matches_the_checker() {
     assert!(!is_timestamp("2026-11-21T16:00:00.123Z"));
     assert!(!is_timestamp("2026-11-21T16:00:00.123456+00:00"));
     assert!(!is_timestamp("2026-11-21 16:00:00.123456Z"));
+    let cert = def(&s, "cert_check");
+    for field in ["not_before", "not_after"] {
+        assert_eq!(
+            cert["properties"][field]["$ref"],
+            "#/$defs/date_time_or_null"
+        );
+    }
+    assert_eq!(
+        def(&s, "date_time_or_null")["pattern"],
+        r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+    );
+    for good in [
+        "2026-11-21T16:00:00Z",
+        "2026-11-21T16:00:00.5Z",
+        "2026-11-21T16:00:00.123456+01:00",
+        "2026-11-21T16:00:00-05:30",
+    ] {
+        assert!(super::payload::is_rfc3339(good), "{good}");
+    }
+    for bad in [
+        "2026-11-21T16:00:00",
+        "2026-11-21T16:00:00.Z",
+        "2026-11-21 16:00:00Z",
+        "2026-11-21T16:00:00+0100",
+        "Nov 21 16:00:00 2026 GMT",
+    ] {
+        assert!(!super::payload::is_rfc3339(bad), "{bad}");
+    }
 }
 
 const TS: &str = "2026-11-21T16:00:00.123456Z";
@@ -304,12 +515,19 @@ pub(crate) fn sample_capture_summary(findings: u64, pending: u64) -> Value {
 }
 
 pub(crate) fn sample_summary(findings: u64) -> Value {
+    let mut counts = serde_json::Map::new();
+    for (cause, _) in CAUSES {
+        counts.insert(cause.to_owned(), json!(0));
+    }
+    counts.insert("no_listener".to_owned(), json!(findings));
     json!({"type": "summary", "schema_version": 1, "ts": TS, "duration_ms": 1000,
-        "findings": {"no_listener": findings, "firewall_reject": 0, "firewall_drop": 0,
-            "listen_overflow": 0, "synack_unacked": 0, "kernel_drop": 0, "syn_unanswered": 0},
+        "findings": counts,
         "findings_total": findings, "healthy_handshakes": 3, "events_received": 9,
         "events_lost": 0, "kernel_read_errors": 0, "flows_untracked": 0, "flows_evicted": 0,
-        "pending_at_exit": 0, "lines_dropped": 0})
+        "pending_at_exit": 0,
+        "timing": {"syn_to_synack": {"count": 3, "p50_us": 40, "p90_us": 55, "p99_us": 60},
+            "client_hello_to_server_hello": null, "request_to_first_byte": null},
+        "lines_dropped": 0})
 }
 
 #[test]
@@ -411,6 +629,15 @@ fn bad_lines_are_named() {
         .expect("object")
         .remove("kernel_drop");
     fails(&l, "missing count for `kernel_drop`");
+    let mut l = sample_summary(1);
+    l["findings"]
+        .as_object_mut()
+        .expect("object")
+        .remove("response_timeout");
+    fails(&l, "missing count for `response_timeout`");
+    let mut l = sample_summary(1);
+    l.as_object_mut().expect("object").remove("timing");
+    fails(&l, "missing `timing`");
     fails(
         &json!({"type": "hello", "schema_version": 1, "ts": TS}),
         "unknown line type",
@@ -455,7 +682,7 @@ fn bad_capture_lines_are_named() {
     fails(&l, "`capture` is missing");
     let mut l = sample_capture_summary(0, 0);
     l["capture"]["damage"] = json!(false);
-    fails(&l, "null or a string");
+    fails(&l, "`damage` should be string or null");
     let mut l = sample_capture_summary(0, 0);
     l["capture"]["packets_skipped"] = json!({"checksum": 1});
     fails(&l, "`checksum` is not one of");
