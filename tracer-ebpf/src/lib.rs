@@ -188,13 +188,24 @@ pub struct Settings {
     pub tcp_close: u32,
     /// The kernel's value of `TCP_ESTABLISHED`.
     pub tcp_established: u32,
-    /// 1: also send [`Snapshot`]s of tracked flows' packets.
+    /// Which packets of tracked flows to send as [`Snapshot`]s: one of
+    /// [`snapshot_mode`].
     pub snapshots: u32,
     /// Snapshot budget per flow, edge -> origin, in bytes.
     pub snap_budget_in: u32,
     /// Snapshot budget per flow, origin -> edge, in bytes.
     pub snap_budget_out: u32,
     pub _pad: u32,
+}
+
+/// Values of [`Settings::snapshots`].
+pub mod snapshot_mode {
+    /// No snapshots.
+    pub const OFF: u32 = 0;
+    /// Segments that carry payload (for the TLS/HTTP diagnosis).
+    pub const PAYLOAD: u32 = 1;
+    /// Every packet, control segments too (for `--write-pcap`).
+    pub const ALL: u32 = 2;
 }
 
 /// Most bytes of a packet one [`Snapshot`] carries; longer packets (GSO/GRO

@@ -232,30 +232,36 @@ pub fn is_snapshot(bytes: &[u8]) -> bool {
         .is_some_and(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) == kind::PACKET)
 }
 
-/// Decode a [`tracer_ebpf::Snapshot`] record.
+/// Decode a [`tracer_ebpf::Snapshot`] record, copying only its valid bytes.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<PacketSnap, DecodeError> {
     let need = std::mem::size_of::<tracer_ebpf::Snapshot>();
     if bytes.len() < need {
         return Err(DecodeError::Short(bytes.len(), need));
     }
-    // SAFETY: length checked; Snapshot is plain old data, any bit pattern is valid.
-    let s = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<tracer_ebpf::Snapshot>()) };
-    let flow = Flow {
-        edge: addr(s.head.family, s.head.edge_addr)?,
-        edge_port: s.head.edge_port,
-        origin: addr(s.head.family, s.head.origin_addr)?,
-        origin_port: s.head.origin_port,
+    let head = read_raw(bytes)?;
+    let at = std::mem::offset_of!(tracer_ebpf::Snapshot, wire_len);
+    let field = |i: usize| {
+        let o = at + 4 * i;
+        u32::from_ne_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]])
     };
-    let len = (s.len as usize).min(tracer_ebpf::SNAP_CHUNK);
+    let (wire_len, offset, len, l2_len) = (field(0), field(1), field(2), field(3));
+    let data_at = std::mem::offset_of!(tracer_ebpf::Snapshot, data);
+    let len = (len as usize).min(tracer_ebpf::SNAP_CHUNK);
+    let flow = Flow {
+        edge: addr(head.family, head.edge_addr)?,
+        edge_port: head.edge_port,
+        origin: addr(head.family, head.origin_addr)?,
+        origin_port: head.origin_port,
+    };
     Ok(PacketSnap {
-        ts_ns: s.head.ts_ns,
+        ts_ns: head.ts_ns,
         flow,
-        outbound: s.head.aux0 == 1,
-        ifindex: s.head.ifindex,
-        l2_len: s.l2_len,
-        wire_len: s.wire_len,
-        offset: s.offset,
-        data: s.data[..len].to_vec(),
+        outbound: head.aux0 == 1,
+        ifindex: head.ifindex,
+        l2_len,
+        wire_len,
+        offset,
+        data: bytes[data_at..data_at + len].to_vec(),
     })
 }
 

@@ -281,9 +281,16 @@ fn snapshots_carry_whole_packets_within_the_flow_budget() {
         eprintln!("SKIPPED: needs root");
         return;
     }
-    // No snapshots unless asked for.
-    let mut off = Rig::new();
+    // By default only segments with payload are snapshotted (for the
+    // TLS/HTTP diagnosis); with --no-payload, nothing.
+    let mut payload = Rig::new();
+    payload.run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 41_000, 443, "S"));
+    assert!(payload.snaps.is_empty(), "a SYN carries no payload");
+    payload.run("otr_tc_ingress", &data4(41_000, 100));
+    assert_eq!(payload.snaps.len(), 1);
+    let mut off = Rig::with(&["--no-payload"]);
     off.run("otr_tc_ingress", &tcp4(EDGE4, ORIGIN4, 41_000, 443, "S"));
+    off.run("otr_tc_ingress", &data4(41_000, 100));
     assert!(off.snaps.is_empty());
 
     let mut rig = Rig::with(&["--write-pcap", "/dev/null"]);

@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use tracer_ebpf::{
-    flow_state, kind, tcp_flag, FlowValue, RawEvent, Snapshot, FAMILY_V4, FAMILY_V6, SNAP_CHUNK,
-    SNAP_CHUNKS_PER_PACKET,
+    flow_state, kind, snapshot_mode, tcp_flag, FlowValue, RawEvent, Snapshot, FAMILY_V4, FAMILY_V6,
+    SNAP_CHUNK, SNAP_CHUNKS_PER_PACKET,
 };
 
 use super::maps::{
@@ -127,9 +127,17 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     let key = flow_key(&ev);
     let syn = flags & tcp_flag::SYN != 0;
     let ack = flags & tcp_flag::ACK != 0;
-    // (budget in, budget out) when snapshots are on.
+    // (budget in, budget out) when this packet is to be snapshotted: with
+    // PAYLOAD, only segments that carry data.
+    let header_end = ip.l4 as u32 + u32::from(th[12] >> 4) * 4;
+    let has_payload = ctx.len() > header_end;
     let snap = match SETTINGS.get(0) {
-        Some(s) if s.snapshots != 0 => Some((s.snap_budget_in, s.snap_budget_out)),
+        Some(s)
+            if s.snapshots == snapshot_mode::ALL
+                || (s.snapshots == snapshot_mode::PAYLOAD && has_payload) =>
+        {
+            Some((s.snap_budget_in, s.snap_budget_out))
+        }
         _ => None,
     };
     let take = |flow: *mut FlowValue| {
@@ -203,8 +211,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         emit(&mut ev);
     } else {
         // A data segment: only its bytes may matter.
-        let header_end = ip.l4 as u32 + u32::from(th[12] >> 4) * 4;
-        if ctx.len() <= header_end {
+        if !has_payload {
             return None;
         }
     }

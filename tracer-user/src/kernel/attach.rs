@@ -178,6 +178,7 @@ fn fill_maps(
         let snap = wanted.then_some(layout::SnapBudget {
             inbound: 8 * 1024,
             outbound: 20 * 1024,
+            every_packet: s.write_pcap.is_some(),
         });
         settings.set(0, layout::settings(names_, s.all_sources, snap), 0)?;
     }

@@ -206,6 +206,8 @@ pub fn kernel_names(
 pub struct SnapBudget {
     pub inbound: u32,
     pub outbound: u32,
+    /// Control segments too (for `--write-pcap`), not only data.
+    pub every_packet: bool,
 }
 
 pub fn settings(names: &KernelNames, all_sources: bool, snap: Option<SnapBudget>) -> Settings {
@@ -221,7 +223,11 @@ pub fn settings(names: &KernelNames, all_sources: bool, snap: Option<SnapBudget>
         tcp_syn_recv: state("TCP_SYN_RECV"),
         tcp_close: state("TCP_CLOSE"),
         tcp_established: state("TCP_ESTABLISHED"),
-        snapshots: u32::from(snap.is_some()),
+        snapshots: match snap {
+            None => tracer_ebpf::snapshot_mode::OFF,
+            Some(b) if b.every_packet => tracer_ebpf::snapshot_mode::ALL,
+            Some(_) => tracer_ebpf::snapshot_mode::PAYLOAD,
+        },
         snap_budget_in: snap.map_or(0, |b| b.inbound),
         snap_budget_out: snap.map_or(0, |b| b.outbound),
         _pad: 0,
