@@ -15,12 +15,14 @@
 //! every agent run, not only those of failing tests.
 
 pub mod agent;
+pub mod backends;
 pub mod capture;
 pub mod lab;
 pub mod leftovers;
 pub mod netns;
 pub mod nginx;
 pub mod schema;
+pub mod tls;
 pub mod verdict;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,8 +1,8 @@
-//! A real nginx in the origin namespace, with its own configuration, pid and
-//! log files in the lab's directory; it can be hung (workers stopped with
-//! SIGSTOP) so that its accept queue fills up.
+//! A real nginx in the origin namespace, with its own configuration (one
+//! server answering `200 ok`, or the caller's server blocks, e.g. TLS), pid
+//! and log files in the lab's directory; it can be hung (workers stopped
+//! with SIGSTOP) so that its accept queue fills up.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::thread;
@@ -25,15 +25,36 @@ impl Nginx {
     /// `listen ... backlog=` value (nginx's default when `None`). Returns
     /// once every port listens.
     pub fn start(lab: &Lab, ports: &[u16], backlog: Option<u32>) -> Nginx {
+        let backlog = backlog.map(|b| format!("backlog={b}")).unwrap_or_default();
+        let mut listen = String::new();
+        for p in ports {
+            listen.push_str(&Nginx::listen(lab, *p, &backlog));
+        }
+        let server = format!("  server {{\n{listen}    return 200 \"ok\\n\";\n  }}\n");
+        Nginx::start_servers(lab, ports, &server)
+    }
+
+    /// `listen` lines for `port` on the origin's IPv4 and IPv6 addresses,
+    /// with `params` (e.g. `ssl`, `ssl default_server`) after the address.
+    pub fn listen(lab: &Lab, port: u16, params: &str) -> String {
+        let params = if params.is_empty() {
+            String::new()
+        } else {
+            format!(" {params}")
+        };
+        format!(
+            "    listen {}:{port}{params};\n    listen [{}]:{port}{params};\n",
+            lab.origin_v4, lab.origin_v6
+        )
+    }
+
+    /// Starts nginx with `servers` (whole `server { ... }` blocks, whose
+    /// `listen` lines come from [`Nginx::listen`]) in its `http` block;
+    /// returns once every port of `ports` listens on both addresses.
+    pub fn start_servers(lab: &Lab, ports: &[u16], servers: &str) -> Nginx {
         let dir = lab.dir().join(format!("nginx-{}", ports[0]));
         std::fs::create_dir_all(&dir).expect("create nginx dir");
         let d = dir.display();
-        let backlog = backlog.map(|b| format!(" backlog={b}")).unwrap_or_default();
-        let mut listen = String::new();
-        for p in ports {
-            let _ = writeln!(listen, "    listen {}:{p}{backlog};", lab.origin_v4);
-            let _ = writeln!(listen, "    listen [{}]:{p}{backlog};", lab.origin_v6);
-        }
         let conf = format!(
             "daemon off;\nmaster_process on;\nworker_processes 1;\n\
              pid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
@@ -42,7 +63,7 @@ impl Nginx {
              \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
              \x20 scgi_temp_path {d}/scgi;\n\
-             \x20 server {{\n{listen}    return 200 \"ok\\n\";\n  }}\n}}\n"
+             {servers}}}\n"
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");

@@ -81,8 +81,12 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     let layout = TP_LAYOUTS.get(index)?;
     let mut ev = blank_event(event_kind, 0);
     if layout.addr_layout == addr_layout::SPLIT {
-        let family: u16 = field(ctx, layout.family)?;
+        // The local port first: most sockets (clients, other services) stop here.
         ev.origin_port = field(ctx, layout.sport)?;
+        if !port_watched(ev.origin_port) {
+            return None;
+        }
+        let family: u16 = field(ctx, layout.family)?;
         ev.edge_port = field(ctx, layout.dport)?;
         if family == AF_INET {
             ev.family = FAMILY_V4;

@@ -1,0 +1,208 @@
+//! Small misbehaving servers in the origin namespace (one Python script,
+//! one thread per connection): each reads what the client sends, then
+//! closes, resets, answers with something that is not HTTP, answers late or
+//! answers with an oversized header block. They log what they did, so a
+//! test can tell that the fault really happened.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+use crate::netns::Proc;
+
+/// How long a backend lives at most (it is killed on drop before that).
+const LIFETIME: Duration = Duration::from_mins(5);
+
+/// What a backend does once it has read what the client sent (everything
+/// that arrives until the client pauses for 300 ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behavior {
+    /// Closes the connection (FIN): nothing unread, so no RST.
+    Close,
+    /// Resets the connection (`SO_LINGER` 0, then close).
+    Reset,
+    /// Sends this line (plus CRLF), then closes after 200 ms.
+    Banner(String),
+    /// Waits this long, then sends a small `200 OK` response and closes.
+    Slow(Duration),
+    /// Sends a `200 OK` response whose header block is at least this many
+    /// bytes, then closes.
+    Headers(usize),
+}
+
+impl Behavior {
+    fn args(&self) -> (&'static str, String) {
+        match self {
+            Behavior::Close => ("close", String::new()),
+            Behavior::Reset => ("reset", String::new()),
+            Behavior::Banner(line) => ("banner", line.clone()),
+            Behavior::Slow(d) => ("slow", format!("{:.3}", d.as_secs_f64())),
+            Behavior::Headers(n) => ("headers", n.to_string()),
+        }
+    }
+}
+
+const SCRIPT: &str = r#"
+import select, socket, struct, sys, threading, time
+mode, arg, log_path, lifetime = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+lock = threading.Lock()
+def log(msg):
+    with lock, open(log_path, "a") as f:
+        f.write(msg + "\n")
+def drain(conn):
+    conn.settimeout(10)
+    data = conn.recv(65536)
+    while data:
+        if not select.select([conn], [], [], 0.3)[0]:
+            break
+        more = conn.recv(65536)
+        if not more:
+            break
+        data += more
+    return data
+def serve(conn, peer):
+    try:
+        data = drain(conn)
+        log("read %d bytes from %s port %d" % (len(data), peer[0], peer[1]))
+        if mode == "close":
+            conn.close()
+            log("closed")
+        elif mode == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            log("reset")
+        elif mode == "banner":
+            conn.sendall(arg.encode() + b"\r\n")
+            time.sleep(0.2)
+            conn.close()
+            log("sent banner, closed")
+        elif mode == "slow":
+            time.sleep(float(arg))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+            time.sleep(0.2)
+            conn.close()
+            log("answered after %s s, closed" % arg)
+        elif mode == "headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n"
+            i = 0
+            while len(head) < int(arg):
+                head += b"X-Filler-%03d: %s\r\n" % (i, b"a" * 990)
+                i += 1
+            head += b"\r\n"
+            conn.sendall(head + b"ok\n")
+            time.sleep(0.2)
+            conn.close()
+            log("sent a %d-byte header block, closed" % len(head))
+    except OSError as e:
+        log("error: %s" % e)
+socks = []
+for a in sys.argv[5:]:
+    host, port = a.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(64)
+    socks.append(s)
+log("listening")
+end = time.monotonic() + lifetime
+while time.monotonic() < end:
+    for s in select.select(socks, [], [], 0.5)[0]:
+        conn, peer = s.accept()
+        threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
+"#;
+
+/// A running backend on one port of the origin's IPv4 and IPv6 addresses;
+/// killed on drop.
+pub struct Backend {
+    proc: Proc,
+    /// Its port.
+    pub port: u16,
+    behavior: Behavior,
+    log: PathBuf,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("port", &self.port)
+            .field("behavior", &self.behavior)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Starts a backend doing `behavior` on `port`; returns once it listens.
+    pub fn start(lab: &Lab, port: u16, behavior: Behavior) -> Backend {
+        let log = lab.dir().join(format!("backend-{port}.log"));
+        let _ = std::fs::remove_file(&log);
+        let (mode, arg) = behavior.args();
+        let mut cmd = lab.origin.command("python3");
+        cmd.arg("-c")
+            .arg(SCRIPT)
+            .arg(mode)
+            .arg(arg)
+            .arg(&log)
+            .arg(LIFETIME.as_secs().to_string())
+            .arg(format!("{}:{port}", lab.origin_v4))
+            .arg(format!("{}:{port}", lab.origin_v6))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut backend = Backend {
+            proc: Proc::spawn("backend", &mut cmd),
+            port,
+            behavior,
+            log,
+        };
+        backend.wait_listening();
+        backend
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.log().contains("listening") {
+            if let Some(status) = self.proc.try_wait() {
+                let mut err = String::new();
+                if let Some(mut pipe) = self.proc.child_mut().stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+                }
+                panic!("backend on port {} exited ({status}): {err}", self.port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "backend on port {} does not listen after 5 s",
+                self.port
+            );
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// What it did so far, one line a step.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`) until its log has a line containing `what`;
+    /// whether it came.
+    pub fn wait_log(&self, what: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            crate::check_interrupted();
+            if self.log().contains(what) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it.
+    pub fn stop(mut self) {
+        self.proc.kill();
+    }
+}
