@@ -13,7 +13,7 @@ use crate::{
     event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow},
     finding::{hint, Cause, Evidence, EvidenceKind, Finding},
 };
-use rules::{classify, classify_app, is_duplicate_syn_drop, is_syn};
+use rules::{classify, classify_app, is_routine_drop, is_syn};
 pub use timing::Timing;
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -303,7 +303,7 @@ impl Diagnoser {
         };
         f.last_ns = f.last_ns.max(e.ts_ns);
         let is_payload = matches!(e.kind, FlowEventKind::Payload { .. });
-        if !is_payload && !is_duplicate_syn_drop(f, &e.kind) {
+        if !is_payload && !is_routine_drop(f, &e.kind) {
             f.push(
                 e.ts_ns,
                 EvidenceKind::Flow(e.kind.clone()),

@@ -8,12 +8,24 @@ use crate::{
     finding::{Cause, Confidence},
 };
 
-/// The kernel frees a retransmitted SYN once its request socket has answered
-/// (it re-sends the SYN-ACK instead) without a reason: routine, not evidence,
-/// and it would read like a drop cause.
-pub(super) fn is_duplicate_syn_drop(f: &FlowState, kind: &FlowEventKind) -> bool {
-    matches!(kind, FlowEventKind::KernelDrop { reason, outbound: false, tcp_flags }
-        if reason == "NOT_SPECIFIED" && is_syn(*tcp_flags) && (f.synack > 0 || f.synack_retrans > 0))
+/// Drops that are routine, not evidence, and would read like a cause: the
+/// retransmitted SYN the kernel frees once its request socket has answered
+/// (it re-sends the SYN-ACK instead), and the segments a closing socket
+/// purges from its queues (`QUEUE_PURGE`).
+pub(super) fn is_routine_drop(f: &FlowState, kind: &FlowEventKind) -> bool {
+    match kind {
+        FlowEventKind::KernelDrop { reason, .. } if reason == "QUEUE_PURGE" => true,
+        FlowEventKind::KernelDrop {
+            reason,
+            outbound: false,
+            tcp_flags,
+        } => {
+            reason == "NOT_SPECIFIED"
+                && is_syn(*tcp_flags)
+                && (f.synack > 0 || f.synack_retrans > 0)
+        }
+        _ => false,
+    }
 }
 
 pub(super) fn is_syn(flags: u8) -> bool {

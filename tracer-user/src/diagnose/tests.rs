@@ -687,3 +687,32 @@ fn a_response_head_over_16k_is_headers_too_large() {
     assert!(f.http.as_ref().unwrap()["header_bytes"].as_u64().unwrap() > 16_384);
     assert!(f.hint.contains("bytes"), "{}", f.hint);
 }
+
+#[test]
+fn queue_purges_at_close_are_not_evidence() {
+    let events = with(
+        1,
+        vec![
+            payload(2, 1, false, 1, b"GET / HTTP/1.1\r\n\r\n"),
+            ev(3, 1, K::FinOut),
+            ev(
+                3,
+                1,
+                K::KernelDrop {
+                    reason: "QUEUE_PURGE".into(),
+                    outbound: true,
+                    tcp_flags: 0x11,
+                },
+            ),
+        ],
+    );
+    let f = single(&events, 1_000);
+    assert_eq!(f.cause, Cause::ClosedWithoutResponse);
+    assert!(
+        !f.evidence
+            .iter()
+            .any(|e| e.to_json()["reason"] == "QUEUE_PURGE"),
+        "{:?}",
+        f.evidence
+    );
+}
