@@ -10,6 +10,10 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use integration_tests::backends::{Backend, Behavior};
+use integration_tests::tls::{
+    filler_headers, http_server, start_nginx, Certs, EdgeCurl, TlsServer,
+};
 use integration_tests::verdict::is_finding_for;
 use integration_tests::{interrupted, Agent, Curl, Family, Firewall, Lab, Nginx, Source};
 use serde_json::Value;
@@ -144,6 +148,8 @@ fn demo(bin: &Path) -> Result<()> {
     );
     let nginx = Nginx::start(&lab, &[80], None);
     println!("  nginx listens on port 80; nothing listens on 81");
+    println!("  after the handshake (ports 8443-8446): a TLS 1.3-only nginx, plain HTTP where TLS is expected,");
+    println!("  nginx sending a 20 KiB response header, an application that closes after reading the request");
     let ranges = lab.edge_ranges();
     let args = [
         "--format",
@@ -151,7 +157,7 @@ fn demo(bin: &Path) -> Result<()> {
         "--edge-ranges",
         &ranges,
         "--ports",
-        "80,81,8080",
+        "80,81,8080,8443,8444,8445,8446",
         "--syn-timeout",
         "3s",
     ];
@@ -164,6 +170,7 @@ fn demo(bin: &Path) -> Result<()> {
         check()?;
         rows.push(scenario(&agent, &lab, &step));
     }
+    rows.extend(after_the_handshake(&agent, &lab)?);
 
     headline("Stopping the agent (SIGINT): its summary is the last line");
     let lines = agent.stop(libc::SIGINT);
@@ -245,6 +252,70 @@ fn scenario(agent: &Agent, lab: &Lab, step: &Step) -> Row {
         expected: step.expected,
         found,
     }
+}
+
+/// Failures after the handshake: the TLS and HTTP causes (520, 525).
+fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
+    let certs = Certs::new(lab);
+    let leaf = certs.signed("origin.lab.test", &["origin.lab.test"]);
+    let servers = [
+        TlsServer::new(8443, &leaf).protocols("TLSv1.3").block(lab),
+        http_server(lab, 8444, &[]),
+        http_server(lab, 8445, &filler_headers(20 * 1024)),
+    ];
+    let _nginx = start_nginx(lab, &[8443, 8444, 8445], &servers);
+    let _app = Backend::start(lab, 8446, Behavior::Close);
+    let steps = [
+        (
+            "8. A TLS 1.3-only origin and a TLS 1.2-only edge",
+            "TLS 1.3 only vs TLS 1.2",
+            "525 tls_alert_from_origin",
+            EdgeCurl::https(8443).args(&["-k", "--tlsv1.2", "--tls-max", "1.2"]),
+        ),
+        (
+            "9. Plain HTTP on the port the edge speaks TLS to",
+            "HTTP on the TLS port",
+            "525 not_tls",
+            EdgeCurl::https(8444).args(&["-k"]),
+        ),
+        (
+            "10. nginx sends a 20 KiB response header",
+            "20 KiB response header",
+            "520 headers_too_large",
+            EdgeCurl::http(8445),
+        ),
+        (
+            "11. The application closes the connection after reading the request",
+            "closed without response",
+            "520 closed_without_response",
+            EdgeCurl::http(8446),
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (title, scenario, expected, curl) in steps {
+        check()?;
+        headline(title);
+        let src = lab.client_addr(Family::V4, Source::Edge);
+        let mark = agent.mark();
+        let r = curl.run(lab);
+        println!(
+            "  curl from edge {src} to port {}: exit {:?} {}",
+            curl.port,
+            r.code,
+            r.stderr.trim()
+        );
+        let ours = |l: &Value| is_finding_for(l, src, curl.port);
+        let found = agent
+            .wait_for_since(mark, |l| ours(l) && describe(l) == expected, FINDING_WAIT)
+            .or_else(|| agent.wait_for_since(mark, ours, Duration::ZERO))
+            .map_or_else(|| "nothing".to_owned(), |f| explain(&f));
+        rows.push(Row {
+            scenario,
+            expected,
+            found,
+        });
+    }
+    Ok(rows)
 }
 
 fn show_curl(lab: &Lab, client: &Curl) {
@@ -334,14 +405,14 @@ fn print_table(rows: &[Row], lines: &[Value], took: Duration) {
     let _ = writeln!(out, "\n\x1b[1m== What origin-tracer named\x1b[0m");
     let _ = writeln!(
         out,
-        "  {:<26} {:<22} {:<22}",
+        "  {:<26} {:<30} {:<30}",
         "scenario", "expected", "found"
     );
     for r in rows {
         let mark = if r.ok() { "ok" } else { "MISMATCH" };
         let _ = writeln!(
             out,
-            "  {:<26} {:<22} {:<22} {mark}",
+            "  {:<26} {:<30} {:<30} {mark}",
             r.scenario, r.expected, r.found
         );
     }
