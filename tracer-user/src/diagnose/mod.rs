@@ -3,7 +3,7 @@
 //! injected (`CLOCK_MONOTONIC` ns), so it runs the same on live kernel events,
 //! on captures and in unit tests.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 mod rules;
 pub mod timing;
@@ -204,7 +204,14 @@ pub struct Diagnoser {
     stats: Stats,
     /// Server names newly seen in `ClientHello`s: (origin address, port, SNI).
     new_snis: Vec<(std::net::IpAddr, u16, String)>,
+    /// Flows without a verdict: the only ones a tick has to look at.
+    active: HashSet<Flow>,
+    /// When settled flows were last swept out of the table.
+    last_sweep_ns: u64,
 }
+
+/// How often the table is swept of flows whose linger time is over.
+const SWEEP_NS: u64 = 1_000 * NS_PER_MS;
 
 impl Diagnoser {
     pub fn new(cfg: Config) -> Self {
@@ -214,6 +221,8 @@ impl Diagnoser {
             order: VecDeque::new(),
             stats: Stats::default(),
             new_snis: Vec::new(),
+            active: HashSet::new(),
+            last_sweep_ns: 0,
         }
     }
 
@@ -263,6 +272,27 @@ impl Diagnoser {
     }
 
     fn on_flow_event(&mut self, e: &FlowEvent) {
+        self.apply(e);
+        self.after_change(&e.flow);
+    }
+
+    /// Keep `active` and the latency percentiles in step with a flow's state.
+    fn after_change(&mut self, flow: &Flow) {
+        let Some(f) = self.flows.get_mut(flow) else {
+            self.active.remove(flow);
+            return;
+        };
+        if f.settled() {
+            self.active.remove(flow);
+            if f.done && !f.reported {
+                f.latency.commit(&mut self.stats.timing);
+            }
+        } else {
+            self.active.insert(*flow);
+        }
+    }
+
+    fn apply(&mut self, e: &FlowEvent) {
         let starts_flow = match &e.kind {
             FlowEventKind::SynIn => true,
             FlowEventKind::KernelDrop {
@@ -334,7 +364,10 @@ impl Diagnoser {
 
     fn on_listen_overflow(&mut self, o: &ListenOverflow) {
         let max = self.cfg.max_evidence;
-        for (flow, f) in &mut self.flows {
+        for flow in &self.active {
+            let Some(f) = self.flows.get_mut(flow) else {
+                continue;
+            };
             let waiting =
                 !f.settled() && f.synack == 0 && f.synack_retrans == 0 && f.first_ns <= o.ts_ns;
             let queue = o
@@ -370,6 +403,7 @@ impl Diagnoser {
                         self.stats.flows_evicted += 1;
                     }
                     self.flows.remove(&flow);
+                    self.active.remove(&flow);
                 }
             }
         }
@@ -378,11 +412,15 @@ impl Diagnoser {
     /// Decide every flow whose time has come; forget old settled flows.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (flow, f) in &mut self.flows {
-            if f.settled() {
+        // Only flows without a verdict can have one due.
+        let due: Vec<Flow> = self.active.iter().copied().collect();
+        for flow in due {
+            let Some(f) = self.flows.get_mut(&flow) else {
                 continue;
-            }
-            let decision = if f.established {
+            };
+            let decision = if f.settled() {
+                None
+            } else if f.established {
                 decide_after_handshake(f, now_ns, self.cfg.response_timeout_ns)
             } else {
                 decide_handshake(f, now_ns, self.cfg.syn_timeout_ns)
@@ -396,42 +434,49 @@ impl Diagnoser {
                 let about_tls = matches!(cause.class(), "525" | "526");
                 out.push(Finding {
                     ts_ns: decided_at,
-                    flow: *flow,
+                    flow,
                     cause,
                     confidence,
                     evidence: f.evidence.clone(),
-                    hint: hint(cause, flow, detail.as_deref()),
+                    hint: hint(cause, &flow, detail.as_deref()),
                     tls: if about_tls { f.app.tls_json() } else { None },
                     http: if about_tls { None } else { f.app.http_json() },
                 });
             }
+            self.after_change(&flow);
         }
-        // Healthy connections count in the latency percentiles: those that
-        // worked, and established ones about to be forgotten without a cause.
-        let linger = self.cfg.linger_ns;
-        for f in self.flows.values_mut() {
-            let forgotten = f.established && !f.reported && now_ns >= f.last_ns + linger;
-            if (f.done && !f.reported) || forgotten {
-                f.latency.commit(&mut self.stats.timing);
-            }
-        }
-        let timeout = self.cfg.syn_timeout_ns;
-        // Settled flows linger so retransmissions stay quiet; unsettled ones
-        // cannot outlive their timeout by much (they are decided above).
-        let response_timeout = self.cfg.response_timeout_ns;
-        self.flows.retain(|_, f| {
-            now_ns < f.last_ns + linger
-                || (!f.established && !f.settled() && now_ns < f.first_ns + timeout)
-                || f.response_due()
-                    .is_some_and(|t| !f.settled() && now_ns < t + response_timeout)
-        });
-        if self.order.len() > 2 * self.flows.len() + 1024 {
-            let flows = &self.flows;
-            self.order
-                .retain(|(first, flow)| flows.get(flow).is_some_and(|f| f.first_ns == *first));
+        if now_ns >= self.last_sweep_ns + SWEEP_NS {
+            self.last_sweep_ns = now_ns;
+            self.sweep(now_ns);
         }
         out.sort_by_key(|f| (f.evidence.first().map(|e| e.t_us), f.flow));
         out
+    }
+
+    /// Forget flows whose linger time is over (settled flows linger so that
+    /// retransmissions stay quiet); established ones forgotten without a
+    /// cause count as healthy in the latency percentiles.
+    fn sweep(&mut self, now_ns: u64) {
+        let linger = self.cfg.linger_ns;
+        let timeout = self.cfg.syn_timeout_ns;
+        let response_timeout = self.cfg.response_timeout_ns;
+        let timing = &mut self.stats.timing;
+        self.flows.retain(|_, f| {
+            let keep = now_ns < f.last_ns + linger
+                || (!f.established && !f.settled() && now_ns < f.first_ns + timeout)
+                || f.response_due()
+                    .is_some_and(|t| !f.settled() && now_ns < t + response_timeout);
+            if !keep && f.established && !f.reported {
+                f.latency.commit(timing);
+            }
+            keep
+        });
+        let flows = &self.flows;
+        self.active.retain(|flow| flows.contains_key(flow));
+        if self.order.len() > 2 * self.flows.len() + 1024 {
+            self.order
+                .retain(|(first, flow)| flows.get(flow).is_some_and(|f| f.first_ns == *first));
+        }
     }
 }
 
