@@ -16,6 +16,7 @@ const LAB_TOOLS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("openssl", "openssl"),
     ("setpriv", "util-linux"),
+    ("python3", "python3"),
     ("tcpdump", "tcpdump"),
 ];
 
@@ -43,15 +44,35 @@ pub fn ensure_lab_tools() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install("lab tools", &missing)?;
+    // Debian starts nginx on install; the lab runs its own instances.
+    let _ = Command::new("systemctl").args(["stop", "nginx"]).status();
+    let _ = Command::new("systemctl")
+        .args(["disable", "nginx"])
+        .status();
+    Ok(())
+}
+
+/// tshark, for `cargo xtask bench-analyze` to compare against.
+pub fn ensure_tshark() -> Result<()> {
+    if have("tshark") {
+        return Ok(());
+    }
+    // DEBIAN_FRONTEND=noninteractive answers wireshark-common's "may
+    // non-superusers capture?" prompt with its default (no).
+    apt_install("tshark (for the comparison)", &["tshark"])
+}
+
+fn apt_install(what: &str, packages: &[&str]) -> Result<()> {
     if !have("apt-get") {
         bail!(
-            "missing lab tools ({}) and no apt-get to install them",
-            missing.join(" ")
+            "missing {what} ({}) and no apt-get to install them",
+            packages.join(" ")
         );
     }
     eprintln!(
-        "xtask: installing lab tools with apt-get: {}",
-        missing.join(" ")
+        "xtask: installing {what} with apt-get: {}",
+        packages.join(" ")
     );
     let update = Command::new("apt-get").args(["update", "-q"]).status()?;
     if !update.success() {
@@ -59,16 +80,11 @@ pub fn ensure_lab_tools() -> Result<()> {
     }
     let status = Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;
     if !status.success() {
-        bail!("apt-get install {} failed", missing.join(" "));
+        bail!("apt-get install {} failed", packages.join(" "));
     }
-    // Debian starts nginx on install; the lab runs its own instances.
-    let _ = Command::new("systemctl").args(["stop", "nginx"]).status();
-    let _ = Command::new("systemctl")
-        .args(["disable", "nginx"])
-        .status();
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! sources), run every test, run the demo lab.
 
 mod bench;
+mod bench_analyze;
 mod demo;
 mod deps;
 mod ebpf;
@@ -46,6 +47,11 @@ enum Cmd {
     /// Measure what the agent costs: per-packet cost of the TC programs and
     /// connection rate through the lab with the agent attached vs detached.
     Bench,
+    /// Offline analysis speed: a synthetic capture of ~1.5 million packets
+    /// (and one twice as large) through `origin-tracer analyze` and through
+    /// `tshark -z conv,tcp` (installed with apt-get if missing); packets per
+    /// second and peak memory. Needs no root unless tshark must be installed.
+    BenchAnalyze,
 }
 
 fn main() -> Result<()> {
@@ -63,6 +69,11 @@ fn main() -> Result<()> {
             deps::ensure_lab_tools()?;
             let bin = build_agent()?;
             bench::run(&bin)
+        }
+        Cmd::BenchAnalyze => {
+            deps::ensure_tshark()?;
+            let bin = build_agent()?;
+            bench_analyze::run(&bin)
         }
         Cmd::Demo => {
             require_root("cargo xtask demo")?;
