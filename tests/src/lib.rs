@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod backends;
 pub mod capture;
+pub mod differential;
 pub mod lab;
 pub mod leftovers;
 pub mod netns;

@@ -147,6 +147,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
                 &ev,
                 ingress,
                 ip.l2,
+                header_end,
                 flow,
                 if ingress { budget_in } else { budget_out },
             );
@@ -227,6 +228,7 @@ fn snapshot(
     ev: &RawEvent,
     ingress: bool,
     l2: usize,
+    header_end: u32,
     flow: *mut FlowValue,
     budget: u32,
 ) {
@@ -239,15 +241,21 @@ fn snapshot(
         }
     };
     let wire = ctx.len();
-    let mut used = used;
+    // The budget counts payload bytes only (as `analyze` does): the headers
+    // of a packet always come with it, then as much payload as is left.
+    let payload = wire.saturating_sub(header_end);
+    if payload > 0 && used >= budget {
+        return;
+    }
+    let take = core::cmp::min(payload, budget.saturating_sub(used));
+    let end = core::cmp::min(wire, header_end + take);
     let mut offset = 0u32;
     const _: () = assert!(SNAP_CHUNK == 2048, "the asm mask below is SNAP_CHUNK - 1");
     for _ in 0..SNAP_CHUNKS_PER_PACKET {
-        if offset >= wire || used >= budget {
+        if offset >= end {
             break;
         }
-        let left = core::cmp::min(wire - offset, budget - used);
-        let len = core::cmp::min(left, SNAP_CHUNK as u32);
+        let len = core::cmp::min(end - offset, SNAP_CHUNK as u32);
         if len == 0 {
             break;
         }
@@ -285,9 +293,9 @@ fn snapshot(
             break;
         }
         entry.submit(wake_flags());
-        used += len;
         offset += len;
     }
+    let used = used + take;
     // SAFETY: as above.
     unsafe {
         if ingress {

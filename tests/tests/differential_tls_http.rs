@@ -1,0 +1,695 @@
+//! Live and offline agree on TLS and HTTP failures: the scenarios of
+//! `tls_http.rs` (real nginx, misbehaving Python backends, curl, `openssl
+//! s_client` and the aborting Python TLS client), recorded at the origin by
+//! tcpdump while the live agent watches, then read by `origin-tracer
+//! analyze`. These causes come from the payload bytes on both sides, so each
+//! live finding must appear offline for the same connection with the same
+//! class, cause, confidence and `tls` / `http` objects
+//! (`integration_tests::differential`). Scenarios sharing a lab share a
+//! recording: one test per class of failure, and one for healthy traffic.
+
+use std::net::IpAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use integration_tests::backends::{Backend, Behavior};
+use integration_tests::differential::{Recording, Runs, FINDING_WAIT};
+use integration_tests::tls::{
+    abort_after_certificate, filler_headers, http_server, s_client, start_nginx, Abort, Certs,
+    EdgeCurl, TlsServer,
+};
+use integration_tests::verdict::{evidence_events, findings, is_finding_for, summary};
+use integration_tests::{require_root, CurlResult, Family, Lab, Nginx, Outcome, Source, Tap};
+use serde_json::Value;
+
+/// The origin's ports, as in `tls_http.rs`.
+mod port {
+    /// SNI `good.lab.test` (default server, CA-signed), `expired.lab.test`,
+    /// `self.lab.test`; TLS 1.2 and 1.3.
+    pub const SITES: u16 = 443;
+    /// TLS 1.3 only.
+    pub const TLS13_ONLY: u16 = 4431;
+    /// TLS 1.2 with one cipher suite, `ECDHE-ECDSA-AES128-GCM-SHA256`.
+    pub const ONE_CIPHER: u16 = 4432;
+    /// `good.lab.test` only: other names get `ssl_reject_handshake`.
+    pub const KNOWN_NAMES: u16 = 4433;
+    /// Plain HTTP.
+    pub const HTTP: u16 = 80;
+    /// Plain HTTP with a 20 KiB response header block.
+    pub const BIG_HEADERS: u16 = 8080;
+    /// Backends (Python) that read, then misbehave.
+    pub const CLOSE: u16 = 9001;
+    pub const RESET: u16 = 9002;
+    pub const BANNER: u16 = 9003;
+    pub const SLOW: u16 = 9004;
+}
+
+const GOOD: &str = "good.lab.test";
+const EXPIRED: &str = "expired.lab.test";
+const SELF: &str = "self.lab.test";
+const UNKNOWN: &str = "unknown.lab.test";
+const BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
+const BIG_HEADER_BYTES: usize = 20 * 1024;
+/// `--response-timeout` of the HTTP recording, live and offline.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the slow backend holds its response back.
+const SLOW_BY: Duration = Duration::from_secs(5);
+
+/// The lab's nginx with the TLS server blocks and plain HTTP, and its CA.
+struct Origin {
+    certs: Certs,
+    _nginx: Nginx,
+}
+
+impl Origin {
+    fn start(lab: &Lab) -> Origin {
+        let certs = Certs::new(lab);
+        let good = certs.signed(GOOD, &[GOOD]);
+        let expired = certs.expired(EXPIRED, &[EXPIRED]);
+        let self_signed = certs.self_signed(SELF, &[SELF]);
+        let servers = [
+            TlsServer::new(port::SITES, &good)
+                .name(GOOD)
+                .default_server()
+                .block(lab),
+            TlsServer::new(port::SITES, &expired)
+                .name(EXPIRED)
+                .block(lab),
+            TlsServer::new(port::SITES, &self_signed)
+                .name(SELF)
+                .block(lab),
+            TlsServer::new(port::TLS13_ONLY, &good)
+                .protocols("TLSv1.3")
+                .block(lab),
+            TlsServer::new(port::ONE_CIPHER, &good)
+                .protocols("TLSv1.2")
+                .ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+                .block(lab),
+            TlsServer::reject_unknown_names(port::KNOWN_NAMES).block(lab),
+            TlsServer::new(port::KNOWN_NAMES, &good)
+                .name(GOOD)
+                .block(lab),
+            http_server(lab, port::HTTP, &[]),
+        ];
+        let nginx = start_nginx(
+            lab,
+            &[
+                port::SITES,
+                port::TLS13_ONLY,
+                port::ONE_CIPHER,
+                port::KNOWN_NAMES,
+                port::HTTP,
+            ],
+            &servers,
+        );
+        Origin {
+            certs,
+            _nginx: nginx,
+        }
+    }
+
+    fn ca(&self) -> String {
+        self.certs.ca.to_string_lossy().into_owned()
+    }
+
+    /// curl trusting the lab's CA.
+    fn trusting(&self, c: EdgeCurl) -> EdgeCurl {
+        let ca = self.ca();
+        c.args(&["--cacert", &ca])
+    }
+}
+
+fn in_family(c: EdgeCurl, family: Family) -> EdgeCurl {
+    match family {
+        Family::V4 => c,
+        Family::V6 => c.v6(),
+    }
+}
+
+fn edge(lab: &Lab, family: Family) -> IpAddr {
+    lab.client_addr(family, Source::Edge)
+}
+
+fn curl_failed(r: &CurlResult, code: i32, says: &str, what: &str) {
+    assert!(
+        r.code == Some(code) && r.stderr.contains(says),
+        "{what}: want curl exit {code} saying {says:?}, got {r:?}"
+    );
+}
+
+fn s_client_failed(out: &Outcome, says: &str, what: &str) {
+    assert!(
+        !out.success() && out.stdout.contains(says),
+        "{what}: want s_client to fail saying {says:?}\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// The pairs of `src` -> `dport`: exactly `n`, each `cause` on both sides
+/// (`Recording::finish` checked that offline equals live), with `check` on each live
+/// finding.
+fn expect_pairs(
+    runs: &Runs,
+    src: IpAddr,
+    dport: u16,
+    cause: &str,
+    n: usize,
+    check: impl Fn(&Value),
+) {
+    let pairs = runs.pairs(src, dport);
+    assert_eq!(
+        pairs.len(),
+        n,
+        "want {n} findings for {src} -> port {dport}\n{}",
+        runs.context()
+    );
+    for (l, o) in &pairs {
+        assert!(
+            l["cause"] == cause && o["cause"] == cause && o["source"] == "capture",
+            "want {cause} live and offline for {src} -> port {dport}:\n  live:    {l}\n  offline: {o}\n{}",
+            runs.context()
+        );
+        check(l);
+    }
+}
+
+fn alert(description: &'static str, from: &'static str) -> impl Fn(&Value) {
+    move |f: &Value| {
+        let a = &f["tls"]["alert"];
+        assert!(
+            a["description"] == description && a["from"] == from && a["level"] == "fatal",
+            "want a fatal {description} alert from the {from}: {f}"
+        );
+    }
+}
+
+fn events(want: &'static [&'static str]) -> impl Fn(&Value) {
+    move |f: &Value| {
+        let have = evidence_events(f);
+        let missing: Vec<_> = want.iter().filter(|e| !have.contains(e)).collect();
+        assert!(missing.is_empty(), "evidence lacks {missing:?}: {f}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The clients of each recording, checked from their side.
+
+/// The 525 scenarios: the origin refuses the handshake.
+fn refusing_clients(lab: &Lab, origin: &Origin, close: &Backend, reset: &Backend) {
+    // protocol_version: a TLS 1.2-only client, a TLS 1.3-only origin.
+    let r = EdgeCurl::https(port::TLS13_ONLY)
+        .args(&["-k", "--tlsv1.2", "--tls-max", "1.2"])
+        .run(lab);
+    curl_failed(&r, 35, "alert protocol version", "TLS 1.2 curl");
+    let out = s_client(lab, Family::V6, port::TLS13_ONLY, &["-tls1_2"]);
+    s_client_failed(&out, "fatal protocol_version", "TLS 1.2 s_client");
+    // handshake_failure: no shared cipher suite.
+    let r = EdgeCurl::https(port::ONE_CIPHER)
+        .args(&[
+            "-k",
+            "--tlsv1.2",
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ])
+        .run(lab);
+    curl_failed(&r, 35, "alert handshake failure", "no shared cipher");
+    // unrecognized_name: ssl_reject_handshake; the known name works.
+    let r = EdgeCurl::https(port::KNOWN_NAMES)
+        .host(UNKNOWN)
+        .args(&["-k"])
+        .run(lab);
+    curl_failed(&r, 35, "unrecognized name", "unknown SNI");
+    let r = origin
+        .trusting(EdgeCurl::https(port::KNOWN_NAMES).host(GOOD).v6())
+        .run(lab);
+    assert!(r.ok(), "known SNI: {r:?}");
+    // not_tls: https to the plain-HTTP port.
+    let r = EdgeCurl::https(port::HTTP).args(&["-k"]).run(lab);
+    curl_failed(&r, 35, "wrong version number", "https to plain HTTP");
+    let out = s_client(lab, Family::V6, port::HTTP, &[]);
+    assert!(
+        out.stdout.contains("<<< Not TLS data"),
+        "s_client to plain HTTP: {out:?}"
+    );
+    // tls_closed_during_handshake: backends closing / resetting after the
+    // ClientHello.
+    for (backend, family) in [(close, Family::V4), (reset, Family::V6)] {
+        let r = in_family(EdgeCurl::https(backend.port).args(&["-k"]), family).run(lab);
+        assert_eq!(r.code, Some(35), "TLS to {backend:?}: {r:?}");
+        assert!(
+            backend.wait_log("bytes from", Duration::from_secs(2)),
+            "{backend:?} read nothing: {}",
+            backend.log()
+        );
+    }
+}
+
+/// The 526 scenarios: the edge refuses the certificate.
+fn rejecting_clients(lab: &Lab, origin: &Origin) {
+    // edge_rejected_certificate over TLS 1.2: curl (self-signed), s_client
+    // (expired, the CA trusted) over IPv4, s_client (self-signed) over
+    // IPv6; and over TLS 1.3 OpenSSL's alert in the clear.
+    let r = EdgeCurl::https(port::SITES)
+        .host(SELF)
+        .args(&["--tlsv1.2", "--tls-max", "1.2"])
+        .run(lab);
+    curl_failed(&r, 60, "self-signed certificate", "TLS 1.2, self-signed");
+    let ca = origin.ca();
+    let out = s_client(
+        lab,
+        Family::V4,
+        port::SITES,
+        &[
+            "-tls1_2",
+            "-verify_return_error",
+            "-CAfile",
+            &ca,
+            "-servername",
+            EXPIRED,
+        ],
+    );
+    s_client_failed(&out, "fatal certificate_expired", "TLS 1.2, expired");
+    let out = s_client(
+        lab,
+        Family::V6,
+        port::SITES,
+        &["-tls1_2", "-verify_return_error", "-servername", SELF],
+    );
+    s_client_failed(&out, "fatal unknown_ca", "TLS 1.2, self-signed, IPv6");
+    let r = EdgeCurl::https(port::SITES)
+        .host(SELF)
+        .args(&["--tlsv1.3"])
+        .run(lab);
+    curl_failed(&r, 60, "self-signed certificate", "TLS 1.3, self-signed");
+    // edge_aborted_after_certificate: the TLS 1.3 client that withholds
+    // its alert.
+    for (family, how) in [
+        (Family::V4, Abort::Fin),
+        (Family::V4, Abort::Reset),
+        (Family::V4, Abort::EncryptedAlert),
+        (Family::V6, Abort::Fin),
+    ] {
+        let out = abort_after_certificate(lab, family, port::SITES, SELF, how);
+        assert!(
+            out.success()
+                && out
+                    .stdout
+                    .contains("rejected the certificate: self-signed certificate"),
+            "aborting client ({how:?}, {family:?}): {out:?}"
+        );
+    }
+}
+
+/// The 520 and 524 scenarios: requests to the misbehaving backends and
+/// to the big-headers server.
+fn failing_http_clients(lab: &Lab, rec: &Recording, backends: [&Backend; 4]) {
+    let [close, reset, banner, slow] = backends;
+    let e4 = edge(lab, Family::V4);
+    let http = |backend: &Backend, family: Family| {
+        in_family(
+            EdgeCurl::http(backend.port).max_time(Duration::from_secs(8)),
+            family,
+        )
+        .run(lab)
+    };
+
+    for family in [Family::V4, Family::V6] {
+        curl_failed(
+            &http(close, family),
+            52,
+            "Empty reply",
+            "close after the request",
+        );
+    }
+    curl_failed(
+        &http(reset, Family::V4),
+        56,
+        "reset by peer",
+        "reset after the request",
+    );
+    curl_failed(
+        &http(banner, Family::V4),
+        1,
+        "HTTP/0.9",
+        "banner after the request",
+    );
+    let r = EdgeCurl::http(port::BIG_HEADERS)
+        .args(&["-o", "/dev/null", "-w", "%{size_header}"])
+        .run(lab);
+    let size: usize = r.body.trim().parse().unwrap_or(0);
+    assert!(
+        r.ok() && size > 16 * 1024,
+        "want a response header block over 16 KiB: {r:?}"
+    );
+    // The slow response: the live verdict comes at --response-timeout,
+    // while the backend still holds the response back; the response comes
+    // later, so the capture covers the timeout.
+    let started = Instant::now();
+    let r = thread::scope(|s| {
+        let client = s.spawn(|| http(slow, Family::V4));
+        let found = rec
+            .agent()
+            .wait_for(|l| is_finding_for(l, e4, port::SLOW), FINDING_WAIT);
+        let at = started.elapsed();
+        assert!(
+            found.is_some() && at >= RESPONSE_TIMEOUT && !slow.log().contains("answered"),
+            "want the live finding between {RESPONSE_TIMEOUT:?} and the response at {SLOW_BY:?}, got it after {at:?}: {found:?}; backend: {}",
+            slow.log()
+        );
+        client.join().expect("curl thread")
+    });
+    assert!(r.ok(), "the slow response arrives in the end: {r:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The recordings.
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn origin_tls_refusals_agree() {
+    if !require_root("origin_tls_refusals_agree") {
+        return;
+    }
+    let lab = &Lab::new("dtls525");
+    let origin = Origin::start(lab);
+    let close = &Backend::start(lab, port::CLOSE, Behavior::Close);
+    let reset = &Backend::start(lab, port::RESET, Behavior::Reset);
+    let ports = [
+        port::TLS13_ONLY,
+        port::ONE_CIPHER,
+        port::KNOWN_NAMES,
+        port::HTTP,
+        port::CLOSE,
+        port::RESET,
+    ]
+    .map(|p| p.to_string())
+    .join(",");
+    let rec = Recording::start(lab, Tap::OriginVeth, &ports);
+    let (e4, e6) = (edge(lab, Family::V4), edge(lab, Family::V6));
+    refusing_clients(lab, &origin, close, reset);
+
+    let runs = rec.finish(&[
+        (e4, port::TLS13_ONLY),
+        (e6, port::TLS13_ONLY),
+        (e4, port::ONE_CIPHER),
+        (e4, port::KNOWN_NAMES),
+        (e4, port::HTTP),
+        (e6, port::HTTP),
+        (e4, port::CLOSE),
+        (e6, port::RESET),
+    ]);
+    for src in [e4, e6] {
+        expect_pairs(
+            &runs,
+            src,
+            port::TLS13_ONLY,
+            "tls_alert_from_origin",
+            1,
+            alert("protocol_version", "origin"),
+        );
+        expect_pairs(
+            &runs,
+            src,
+            port::HTTP,
+            "not_tls",
+            1,
+            events(&["client_hello_in"]),
+        );
+    }
+    expect_pairs(
+        &runs,
+        e4,
+        port::ONE_CIPHER,
+        "tls_alert_from_origin",
+        1,
+        alert("handshake_failure", "origin"),
+    );
+    expect_pairs(
+        &runs,
+        e4,
+        port::KNOWN_NAMES,
+        "tls_alert_from_origin",
+        1,
+        |f| {
+            alert("unrecognized_name", "origin")(f);
+            assert_eq!(f["tls"]["sni"], UNKNOWN, "{f}");
+        },
+    );
+    assert!(
+        runs.pairs(e6, port::KNOWN_NAMES).is_empty(),
+        "a finding for the known name\n{}",
+        runs.context()
+    );
+    expect_pairs(
+        &runs,
+        e4,
+        port::CLOSE,
+        "tls_closed_during_handshake",
+        1,
+        events(&["client_hello_in", "fin_out"]),
+    );
+    expect_pairs(
+        &runs,
+        e6,
+        port::RESET,
+        "tls_closed_during_handshake",
+        1,
+        events(&["client_hello_in", "rst_out"]),
+    );
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn edge_certificate_rejections_agree() {
+    if !require_root("edge_certificate_rejections_agree") {
+        return;
+    }
+    let lab = &Lab::new("dtls526");
+    let origin = Origin::start(lab);
+    let rec = Recording::start(lab, Tap::OriginVeth, &port::SITES.to_string());
+    let (e4, e6) = (edge(lab, Family::V4), edge(lab, Family::V6));
+    rejecting_clients(lab, &origin);
+    let mut expect = vec![(e4, port::SITES); 6];
+    expect.extend([(e6, port::SITES); 2]);
+
+    let runs = rec.finish(&expect);
+    let by_cause = |src: IpAddr| -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> = runs
+            .pairs(src, port::SITES)
+            .iter()
+            .map(|(l, _)| {
+                (
+                    l["cause"].as_str().unwrap_or("?").to_owned(),
+                    l["tls"]["negotiated_version"]
+                        .as_str()
+                        .unwrap_or("-")
+                        .to_owned(),
+                    l["tls"]["alert"]["description"]
+                        .as_str()
+                        .unwrap_or("-")
+                        .to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let t = |c: &str, v: &str, a: &str| (c.to_owned(), v.to_owned(), a.to_owned());
+    assert_eq!(
+        by_cause(e4),
+        [
+            t("edge_aborted_after_certificate", "TLS1.3", "-"),
+            t("edge_aborted_after_certificate", "TLS1.3", "-"),
+            t("edge_aborted_after_certificate", "TLS1.3", "-"),
+            t("edge_rejected_certificate", "TLS1.2", "certificate_expired"),
+            t("edge_rejected_certificate", "TLS1.2", "unknown_ca"),
+            t("edge_rejected_certificate", "TLS1.3", "unknown_ca"),
+        ],
+        "IPv4 findings (cause, negotiated version, alert)\n{}",
+        runs.context()
+    );
+    assert_eq!(
+        by_cause(e6),
+        [
+            t("edge_aborted_after_certificate", "TLS1.3", "-"),
+            t("edge_rejected_certificate", "TLS1.2", "unknown_ca"),
+        ],
+        "IPv6 findings (cause, negotiated version, alert)\n{}",
+        runs.context()
+    );
+    for src in [e4, e6] {
+        for (l, o) in runs.pairs(src, port::SITES) {
+            if l["cause"] == "edge_aborted_after_certificate" {
+                assert!(
+                    l["confidence"] == "low" && o["confidence"] == "low",
+                    "SCHEMA.md: confidence low\n  live:    {l}\n  offline: {o}"
+                );
+            } else {
+                assert_eq!(o["tls"]["alert"]["from"], "edge", "{o}");
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn http_failures_agree() {
+    if !require_root("http_failures_agree") {
+        return;
+    }
+    let lab = &Lab::new("dhttp520");
+    let _nginx = start_nginx(
+        lab,
+        &[port::BIG_HEADERS],
+        &[http_server(
+            lab,
+            port::BIG_HEADERS,
+            &filler_headers(BIG_HEADER_BYTES),
+        )],
+    );
+    let close = &Backend::start(lab, port::CLOSE, Behavior::Close);
+    let reset = &Backend::start(lab, port::RESET, Behavior::Reset);
+    let banner = &Backend::start(lab, port::BANNER, Behavior::Banner(BANNER.into()));
+    let slow = &Backend::start(lab, port::SLOW, Behavior::Slow(SLOW_BY));
+    let ports = [
+        port::CLOSE,
+        port::RESET,
+        port::BANNER,
+        port::SLOW,
+        port::BIG_HEADERS,
+    ]
+    .map(|p| p.to_string())
+    .join(",");
+    let rec = Recording::start_with(lab, Tap::OriginVeth, &ports, Some(RESPONSE_TIMEOUT));
+    let (e4, e6) = (edge(lab, Family::V4), edge(lab, Family::V6));
+    failing_http_clients(lab, &rec, [close, reset, banner, slow]);
+
+    let runs = rec.finish(&[
+        (e4, port::CLOSE),
+        (e6, port::CLOSE),
+        (e4, port::RESET),
+        (e4, port::BANNER),
+        (e4, port::BIG_HEADERS),
+        (e4, port::SLOW),
+    ]);
+    let get = |f: &Value| assert_eq!(f["http"]["method"], "GET", "{f}");
+    for src in [e4, e6] {
+        expect_pairs(&runs, src, port::CLOSE, "closed_without_response", 1, |f| {
+            get(f);
+            events(&["request_in", "fin_out"])(f);
+        });
+    }
+    expect_pairs(&runs, e4, port::RESET, "reset_after_request", 1, |f| {
+        get(f);
+        events(&["request_in", "rst_out"])(f);
+    });
+    expect_pairs(&runs, e4, port::BANNER, "malformed_response", 1, |f| {
+        get(f);
+        assert!(f["http"]["status"].is_null(), "{f}");
+        events(&["request_in", "response_out"])(f);
+    });
+    expect_pairs(&runs, e4, port::BIG_HEADERS, "headers_too_large", 1, |f| {
+        get(f);
+        let bytes = f["http"]["header_bytes"].as_u64().unwrap_or(0);
+        assert!(
+            bytes > 16384,
+            "http.header_bytes {bytes}, want > 16384: {f}"
+        );
+    });
+    expect_pairs(&runs, e4, port::SLOW, "response_timeout", 1, |f| {
+        get(f);
+        assert!(f["http"]["status"].is_null(), "{f}");
+        events(&["request_in"])(f);
+    });
+    assert_eq!(
+        runs.offline[0]["response_timeout_ms"],
+        u64::try_from(RESPONSE_TIMEOUT.as_millis()).expect("2 s in ms"),
+        "analyze ran with the agent's --response-timeout"
+    );
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn healthy_tls_and_http_agree() {
+    if !require_root("healthy_tls_and_http_agree") {
+        return;
+    }
+    let lab = &Lab::new("dtlsok");
+    let origin = Origin::start(lab);
+    let ports = format!("{},{}", port::SITES, port::HTTP);
+    let rec = Recording::start(lab, Tap::OriginVeth, &ports);
+    let mut connections = 0;
+    for (versions, family) in [
+        (&["--tlsv1.2", "--tls-max", "1.2"][..], Family::V4),
+        (&["--tlsv1.3"][..], Family::V4),
+        (&["--tlsv1.3"][..], Family::V6),
+    ] {
+        let c = origin.trusting(in_family(EdgeCurl::https(port::SITES).host(GOOD), family));
+        let r = c.args(versions).run(lab);
+        assert!(r.ok() && r.body == "ok\n", "{versions:?} {family:?}: {r:?}");
+        connections += 1;
+    }
+    // A completed TLS 1.3 handshake without a request.
+    let ca = origin.ca();
+    let out = s_client(
+        lab,
+        Family::V4,
+        port::SITES,
+        &[
+            "-tls1_3",
+            "-verify_return_error",
+            "-CAfile",
+            &ca,
+            "-servername",
+            GOOD,
+        ],
+    );
+    assert!(out.success(), "s_client to the good certificate: {out:?}");
+    connections += 1;
+    for family in [Family::V4, Family::V6] {
+        let r = in_family(EdgeCurl::http(port::HTTP), family).run(lab);
+        assert!(r.ok() && r.body == "ok\n", "HTTP {family:?}: {r:?}");
+        connections += 1;
+    }
+
+    let runs = rec.finish(&[]);
+    assert!(
+        findings(&runs.live).is_empty() && findings(&runs.offline).is_empty(),
+        "findings for healthy connections\n{}",
+        runs.context()
+    );
+    let (live, offline) = (summary(&runs.live), summary(&runs.offline));
+    let healthy = offline["healthy_handshakes"].as_u64().unwrap_or(0);
+    assert!(
+        healthy >= connections,
+        "healthy_handshakes {healthy} offline, want >= {connections}\n{}",
+        runs.context()
+    );
+    // The same connections are timed on both sides (the times differ: the
+    // kernel's clock against tcpdump's).
+    for timing in [
+        "syn_to_synack",
+        "client_hello_to_server_hello",
+        "request_to_first_byte",
+    ] {
+        assert_eq!(
+            offline["timing"][timing]["count"],
+            live["timing"][timing]["count"],
+            "summary.timing.{timing}.count offline and live\n{}",
+            runs.context()
+        );
+    }
+    assert!(
+        offline["timing"]["client_hello_to_server_hello"]["count"]
+            .as_u64()
+            .is_some_and(|n| n >= 4)
+            && offline["timing"]["request_to_first_byte"]["count"]
+                .as_u64()
+                .is_some_and(|n| n >= 2),
+        "TLS and HTTP timings offline\n{}",
+        runs.context()
+    );
+}
