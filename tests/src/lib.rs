@@ -24,6 +24,7 @@ pub mod netns;
 pub mod nginx;
 pub mod schema;
 pub mod tls;
+pub mod tls_origin;
 pub mod verdict;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -15,109 +15,19 @@ use std::time::{Duration, Instant};
 use integration_tests::backends::{Backend, Behavior};
 use integration_tests::differential::{Recording, Runs, FINDING_WAIT};
 use integration_tests::tls::{
-    abort_after_certificate, filler_headers, http_server, s_client, start_nginx, Abort, Certs,
-    EdgeCurl, TlsServer,
+    abort_after_certificate, filler_headers, http_server, s_client, start_nginx, Abort, EdgeCurl,
+};
+use integration_tests::tls_origin::{
+    port, Origin, BANNER, BIG_HEADER_BYTES, EXPIRED, GOOD, SELF, UNKNOWN,
 };
 use integration_tests::verdict::{evidence_events, findings, is_finding_for, summary};
-use integration_tests::{require_root, CurlResult, Family, Lab, Nginx, Outcome, Source, Tap};
+use integration_tests::{require_root, CurlResult, Family, Lab, Outcome, Source, Tap};
 use serde_json::Value;
 
-/// The origin's ports, as in `tls_http.rs`.
-mod port {
-    /// SNI `good.lab.test` (default server, CA-signed), `expired.lab.test`,
-    /// `self.lab.test`; TLS 1.2 and 1.3.
-    pub const SITES: u16 = 443;
-    /// TLS 1.3 only.
-    pub const TLS13_ONLY: u16 = 4431;
-    /// TLS 1.2 with one cipher suite, `ECDHE-ECDSA-AES128-GCM-SHA256`.
-    pub const ONE_CIPHER: u16 = 4432;
-    /// `good.lab.test` only: other names get `ssl_reject_handshake`.
-    pub const KNOWN_NAMES: u16 = 4433;
-    /// Plain HTTP.
-    pub const HTTP: u16 = 80;
-    /// Plain HTTP with a 20 KiB response header block.
-    pub const BIG_HEADERS: u16 = 8080;
-    /// Backends (Python) that read, then misbehave.
-    pub const CLOSE: u16 = 9001;
-    pub const RESET: u16 = 9002;
-    pub const BANNER: u16 = 9003;
-    pub const SLOW: u16 = 9004;
-}
-
-const GOOD: &str = "good.lab.test";
-const EXPIRED: &str = "expired.lab.test";
-const SELF: &str = "self.lab.test";
-const UNKNOWN: &str = "unknown.lab.test";
-const BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
-const BIG_HEADER_BYTES: usize = 20 * 1024;
 /// `--response-timeout` of the HTTP recording, live and offline.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the slow backend holds its response back.
 const SLOW_BY: Duration = Duration::from_secs(5);
-
-/// The lab's nginx with the TLS server blocks and plain HTTP, and its CA.
-struct Origin {
-    certs: Certs,
-    _nginx: Nginx,
-}
-
-impl Origin {
-    fn start(lab: &Lab) -> Origin {
-        let certs = Certs::new(lab);
-        let good = certs.signed(GOOD, &[GOOD]);
-        let expired = certs.expired(EXPIRED, &[EXPIRED]);
-        let self_signed = certs.self_signed(SELF, &[SELF]);
-        let servers = [
-            TlsServer::new(port::SITES, &good)
-                .name(GOOD)
-                .default_server()
-                .block(lab),
-            TlsServer::new(port::SITES, &expired)
-                .name(EXPIRED)
-                .block(lab),
-            TlsServer::new(port::SITES, &self_signed)
-                .name(SELF)
-                .block(lab),
-            TlsServer::new(port::TLS13_ONLY, &good)
-                .protocols("TLSv1.3")
-                .block(lab),
-            TlsServer::new(port::ONE_CIPHER, &good)
-                .protocols("TLSv1.2")
-                .ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
-                .block(lab),
-            TlsServer::reject_unknown_names(port::KNOWN_NAMES).block(lab),
-            TlsServer::new(port::KNOWN_NAMES, &good)
-                .name(GOOD)
-                .block(lab),
-            http_server(lab, port::HTTP, &[]),
-        ];
-        let nginx = start_nginx(
-            lab,
-            &[
-                port::SITES,
-                port::TLS13_ONLY,
-                port::ONE_CIPHER,
-                port::KNOWN_NAMES,
-                port::HTTP,
-            ],
-            &servers,
-        );
-        Origin {
-            certs,
-            _nginx: nginx,
-        }
-    }
-
-    fn ca(&self) -> String {
-        self.certs.ca.to_string_lossy().into_owned()
-    }
-
-    /// curl trusting the lab's CA.
-    fn trusting(&self, c: EdgeCurl) -> EdgeCurl {
-        let ca = self.ca();
-        c.args(&["--cacert", &ca])
-    }
-}
 
 fn in_family(c: EdgeCurl, family: Family) -> EdgeCurl {
     match family {
