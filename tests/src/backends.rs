@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
 use crate::netns::Proc;
+use crate::tls::Leaf;
 
 /// How long a backend lives at most (it is killed on drop before that).
 const LIFETIME: Duration = Duration::from_mins(5);
@@ -46,8 +47,14 @@ impl Behavior {
 }
 
 const SCRIPT: &str = r#"
-import select, socket, struct, sys, threading, time
+import os, select, socket, ssl, struct, sys, threading, time
 mode, arg, log_path, lifetime = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+ctx = None
+if os.environ.get("OT_TLS_CERT"):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.environ["OT_TLS_CERT"], os.environ["OT_TLS_KEY"])
+    v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[os.environ["OT_TLS_VERSION"]]
+    ctx.minimum_version = ctx.maximum_version = v
 lock = threading.Lock()
 def log(msg):
     with lock, open(log_path, "a") as f:
@@ -56,19 +63,33 @@ def drain(conn):
     conn.settimeout(10)
     data = conn.recv(65536)
     while data:
-        if not select.select([conn], [], [], 0.3)[0]:
+        if not (ctx and conn.pending()) and not select.select([conn], [], [], 0.3)[0]:
             break
         more = conn.recv(65536)
         if not more:
             break
         data += more
     return data
+def close(conn):
+    # Over TLS, a close_notify first (as nginx does), not waiting long for
+    # the client's.
+    if ctx:
+        try:
+            conn.settimeout(0.3)
+            conn = conn.unwrap()
+        except (OSError, ValueError):
+            pass
+    conn.close()
 def serve(conn, peer):
     try:
+        if ctx:
+            conn.settimeout(10)
+            conn = ctx.wrap_socket(conn, server_side=True)
+            log("handshake %s with %s port %d" % (conn.version(), peer[0], peer[1]))
         data = drain(conn)
         log("read %d bytes from %s port %d" % (len(data), peer[0], peer[1]))
         if mode == "close":
-            conn.close()
+            close(conn)
             log("closed")
         elif mode == "reset":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -77,13 +98,13 @@ def serve(conn, peer):
         elif mode == "banner":
             conn.sendall(arg.encode() + b"\r\n")
             time.sleep(0.2)
-            conn.close()
+            close(conn)
             log("sent banner, closed")
         elif mode == "slow":
             time.sleep(float(arg))
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
             time.sleep(0.2)
-            conn.close()
+            close(conn)
             log("answered after %s s, closed" % arg)
         elif mode == "headers":
             head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n"
@@ -94,9 +115,9 @@ def serve(conn, peer):
             head += b"\r\n"
             conn.sendall(head + b"ok\n")
             time.sleep(0.2)
-            conn.close()
+            close(conn)
             log("sent a %d-byte header block, closed" % len(head))
-    except OSError as e:
+    except (OSError, ssl.SSLError) as e:
         log("error: %s" % e)
 socks = []
 for a in sys.argv[5:]:
@@ -113,6 +134,16 @@ while time.monotonic() < end:
         conn, peer = s.accept()
         threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
 "#;
+
+/// A backend that speaks TLS first (Python's `ssl`, so OpenSSL: after a
+/// TLS 1.3 handshake it sends two session tickets, as nginx does).
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// Its certificate.
+    pub leaf: Leaf,
+    /// The only version it accepts: `"1.2"` or `"1.3"`.
+    pub version: &'static str,
+}
 
 /// A running backend on one port of the origin's IPv4 and IPv6 addresses;
 /// killed on drop.
@@ -136,6 +167,16 @@ impl fmt::Debug for Backend {
 impl Backend {
     /// Starts a backend doing `behavior` on `port`; returns once it listens.
     pub fn start(lab: &Lab, port: u16, behavior: Behavior) -> Backend {
+        Backend::start_with(lab, port, behavior, None)
+    }
+
+    /// The same over TLS: it completes the handshake, then reads the
+    /// request and misbehaves.
+    pub fn start_tls(lab: &Lab, port: u16, behavior: Behavior, tls: &BackendTls) -> Backend {
+        Backend::start_with(lab, port, behavior, Some(tls))
+    }
+
+    fn start_with(lab: &Lab, port: u16, behavior: Behavior, tls: Option<&BackendTls>) -> Backend {
         let log = lab.dir().join(format!("backend-{port}.log"));
         let _ = std::fs::remove_file(&log);
         let (mode, arg) = behavior.args();
@@ -151,6 +192,11 @@ impl Backend {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(t) = tls {
+            cmd.env("OT_TLS_CERT", &t.leaf.cert)
+                .env("OT_TLS_KEY", &t.leaf.key)
+                .env("OT_TLS_VERSION", t.version);
+        }
         let mut backend = Backend {
             proc: Proc::spawn("backend", &mut cmd),
             port,

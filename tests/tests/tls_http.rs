@@ -19,8 +19,8 @@ use std::net::IpAddr;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
-use integration_tests::backends::{Backend, Behavior};
-use integration_tests::tls::{abort_after_certificate, s_client, Abort, EdgeCurl, CA_NAME};
+use integration_tests::backends::{Backend, BackendTls, Behavior};
+use integration_tests::tls::{abort_after_certificate, s_client, Abort, Certs, EdgeCurl, CA_NAME};
 use integration_tests::tls_origin::{
     port, Origin, BANNER, ELSEWHERE, EXPIRED, GOOD, SELF, UNKNOWN, WRONG_SAN,
 };
@@ -892,6 +892,249 @@ fn slow_response_is_response_timeout() {
 }
 
 // ---------------------------------------------------------------------------
+// 520 and 524 over TLS: the request and the response are encrypted, so the
+// agent tells them apart by record type (TLS 1.2) or by record lengths (TLS
+// 1.3: the edge's Finished, then the origin's two session tickets). The
+// backends are Python's ssl (OpenSSL), as nginx and most origins are.
+
+/// TLS 1.2 and TLS 1.3 backends doing `behavior` on `port12` / `port13`,
+/// with certificates of the lab's CA.
+fn tls_backends(lab: &Lab, behavior: &Behavior, port12: u16, port13: u16) -> (Backend, Backend) {
+    let certs = Certs::new(lab);
+    let leaf = certs.signed(GOOD, &[GOOD]);
+    let start = |port, version| {
+        let tls = BackendTls {
+            leaf: leaf.clone(),
+            version,
+        };
+        Backend::start_tls(lab, port, behavior.clone(), &tls)
+    };
+    (start(port12, "1.2"), start(port13, "1.3"))
+}
+
+/// An HTTPS request over `version` (`"1.2"` or `"1.3"`) to a TLS backend.
+fn https_to_backend(
+    lab: &Lab,
+    backend: &Backend,
+    version: &str,
+    family: Family,
+) -> integration_tests::CurlResult {
+    let mut c = EdgeCurl::https(backend.port)
+        .args(&["-k", &format!("--tlsv{version}"), "--tls-max", version])
+        .max_time(Duration::from_secs(8));
+    if family == Family::V6 {
+        c = c.v6();
+    }
+    let r = c.run(lab);
+    assert!(
+        backend.wait_log(&format!("TLSv{version}"), Duration::from_secs(2)),
+        "no TLS {version} handshake with the backend: {}\n{r:?}",
+        backend.log()
+    );
+    r
+}
+
+/// The finding's TLS facts: the negotiated version, and a confidence that
+/// is high over TLS 1.2 (record types) and medium over TLS 1.3 (lengths).
+fn assert_tls_inference(f: &Value, version: &str) {
+    let (negotiated, confidence) = match version {
+        "1.2" => ("TLS1.2", "high"),
+        _ => ("TLS1.3", "medium"),
+    };
+    let http = &f["http"];
+    assert!(
+        f["tls"]["negotiated_version"] == negotiated
+            && f["confidence"] == confidence
+            && http.is_object()
+            && http["method"].is_null()
+            && http["status"].is_null(),
+        "want TLS {version}, confidence {confidence}, an http object that knows nothing: {f:#}"
+    );
+    let hint = f["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains(&format!(
+            "TLS{version}: the request and the response are encrypted"
+        )),
+        "the hint says how it was told: {hint}"
+    );
+    let details: Vec<&str> = f["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event"] == "request_in")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(
+        details.len() == 1 && details[0].contains("encrypted"),
+        "want the encrypted request in the evidence: {f:#}"
+    );
+    if version == "1.3" {
+        let tickets = f["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["event"] == "data_out" && e["detail"] == "2 TLS 1.3 session tickets");
+        assert!(
+            tickets,
+            "want OpenSSL's two session tickets recognised: {f:#}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn tls_origin_closing_after_request_is_closed_without_response() {
+    if !require_root("tls_origin_closing_after_request_is_closed_without_response") {
+        return;
+    }
+    let lab = Lab::new("tlsclose");
+    let (b12, b13) = tls_backends(&lab, &Behavior::Close, 9441, 9442);
+    let agent = start_agent(&lab, &["--ports", "9441,9442"]);
+    for (backend, version, family) in [
+        (&b12, "1.2", Family::V4),
+        (&b13, "1.3", Family::V4),
+        (&b13, "1.3", Family::V6),
+    ] {
+        let r = https_to_backend(&lab, backend, version, family);
+        curl_failed(&r, 52, "Empty reply", "close after the request over TLS");
+        assert!(
+            backend.wait_log("closed", Duration::from_secs(2)),
+            "{}",
+            backend.log()
+        );
+    }
+    wait_findings(&agent, &lab, Family::V4, 9441, 1);
+    wait_findings(&agent, &lab, Family::V4, 9442, 1);
+    wait_findings(&agent, &lab, Family::V6, 9442, 1);
+    let lines = finish(agent);
+    for (port, version, family) in [
+        (9441, "1.2", Family::V4),
+        (9442, "1.3", Family::V4),
+        (9442, "1.3", Family::V6),
+    ] {
+        let f = the_finding(&lines, &lab, family, port, "closed_without_response");
+        assert_tls_inference(&f, version);
+        assert_events(
+            &f,
+            &[
+                "client_hello_in",
+                "server_hello_out",
+                "request_in",
+                "fin_out",
+            ],
+        );
+        assert!(
+            !evidence_events(&f).contains(&"response_out"),
+            "no response was sent: {f:#}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn tls_origin_resetting_after_request_is_reset_after_request() {
+    if !require_root("tls_origin_resetting_after_request_is_reset_after_request") {
+        return;
+    }
+    let lab = Lab::new("tlsreset");
+    let (b12, b13) = tls_backends(&lab, &Behavior::Reset, 9441, 9442);
+    let agent = start_agent(&lab, &["--ports", "9441,9442"]);
+    for (backend, version) in [(&b12, "1.2"), (&b13, "1.3")] {
+        let r = https_to_backend(&lab, backend, version, Family::V4);
+        assert!(
+            !r.ok() && backend.wait_log("reset", Duration::from_secs(2)),
+            "reset after the request over TLS {version}: {r:?}\n{}",
+            backend.log()
+        );
+    }
+    wait_findings(&agent, &lab, Family::V4, 9441, 1);
+    wait_findings(&agent, &lab, Family::V4, 9442, 1);
+    let lines = finish(agent);
+    for (port, version) in [(9441, "1.2"), (9442, "1.3")] {
+        let f = the_finding(&lines, &lab, Family::V4, port, "reset_after_request");
+        assert_tls_inference(&f, version);
+        assert_events(&f, &["request_in", "rst_out"]);
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn slow_tls_response_is_response_timeout() {
+    if !require_root("slow_tls_response_is_response_timeout") {
+        return;
+    }
+    let lab = Lab::new("tlsslow");
+    let (b12, b13) = tls_backends(&lab, &Behavior::Slow(Duration::from_secs(5)), 9441, 9442);
+    let agent = start_agent(&lab, &["--ports", "9441,9442", "--response-timeout", "2s"]);
+    let started = Instant::now();
+    let results = thread::scope(|s| {
+        let c12 = s.spawn(|| https_to_backend(&lab, &b12, "1.2", Family::V4));
+        let c13 = s.spawn(|| https_to_backend(&lab, &b13, "1.3", Family::V4));
+        wait_findings(&agent, &lab, Family::V4, 9441, 1);
+        wait_findings(&agent, &lab, Family::V4, 9442, 1);
+        let at = started.elapsed();
+        assert!(
+            at >= Duration::from_millis(1900)
+                && !b12.log().contains("answered")
+                && !b13.log().contains("answered"),
+            "the findings came {at:?} after the requests, want between 2 s and the responses at 5 s"
+        );
+        [c12.join().expect("curl"), c13.join().expect("curl")]
+    });
+    for r in &results {
+        assert!(
+            r.ok() && r.body == "ok\n",
+            "the slow response arrives in the end: {r:?}"
+        );
+    }
+    let lines = finish(agent);
+    for (port, version) in [(9441, "1.2"), (9442, "1.3")] {
+        let f = the_finding(&lines, &lab, Family::V4, port, "response_timeout");
+        assert_tls_inference(&f, version);
+        assert_events(&f, &["request_in"]);
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn tls_response_then_close_is_no_finding_and_is_timed() {
+    if !require_root("tls_response_then_close_is_no_finding_and_is_timed") {
+        return;
+    }
+    // A response, then close_notify and FIN (`Connection: close`): the
+    // close must not be taken for one without a response, in particular
+    // not over TLS 1.3 where the tickets come first.
+    let lab = Lab::new("tlsok");
+    let (b12, b13) = tls_backends(&lab, &Behavior::Slow(Duration::ZERO), 9441, 9442);
+    let agent = start_agent(&lab, &["--ports", "9441,9442"]);
+    let mut n = 0;
+    for (backend, version, family) in [
+        (&b12, "1.2", Family::V4),
+        (&b12, "1.2", Family::V6),
+        (&b13, "1.3", Family::V4),
+        (&b13, "1.3", Family::V6),
+    ] {
+        let r = https_to_backend(&lab, backend, version, family);
+        assert!(
+            r.ok() && r.body == "ok\n",
+            "TLS {version} {family:?}: {r:?}"
+        );
+        n += 1;
+    }
+    let lines = finish(agent);
+    assert!(
+        findings(&lines).is_empty(),
+        "findings for answered connections:\n{:#?}",
+        findings(&lines)
+    );
+    let t = &summary(&lines)["timing"]["request_to_first_byte"];
+    assert!(
+        t["count"].as_u64() == Some(n),
+        "each encrypted request and response was found and timed: {t}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Healthy traffic and certificates.
 
 #[test]
@@ -964,7 +1207,8 @@ fn healthy_tls_and_http_make_no_findings_and_are_timed() {
     for (timing, at_least) in [
         ("syn_to_synack", connections),
         ("client_hello_to_server_hello", 4),
-        ("request_to_first_byte", 2),
+        // Over TLS too: the first application-data records each way.
+        ("request_to_first_byte", 5),
     ] {
         let t = &s["timing"][timing];
         assert!(

@@ -143,6 +143,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     // decided; what waits for --syn-timeout beyond the capture is inconclusive.
     emit_findings(&mut diag, tally.last_ns + settle_ns);
     let pending = diag.pending_flows();
+    diag.count_open_healthy();
     for p in &pending {
         sink.emit(&inconclusive_line(p, tally.last_ns, s, &clock));
     }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::{
     finding::EvidenceKind,
     proto::{http, tls},
+    tls_records::{Records, Version},
 };
 
 /// Most bytes kept per direction: a response header block just past 16 KiB.
@@ -68,8 +69,11 @@ pub struct App {
     /// The origin answered a `ClientHello` with bytes that are not TLS.
     pub not_tls: bool,
     pub request: Option<http::Request>,
+    /// When the request arrived: an HTTP request head, or over TLS the
+    /// edge's first application-data record.
     pub request_ns: Option<u64>,
-    /// First origin payload byte after the request (or at all, for TLS).
+    /// First response byte: origin payload after an HTTP request, or over
+    /// TLS its first application-data record that is not a session ticket.
     pub first_out_ns: Option<u64>,
     pub response: Option<http::Response>,
     /// Edge bytes after the `ServerHello` (a TLS 1.3 client's Finished is
@@ -77,6 +81,8 @@ pub struct App {
     pub in_after_server_hello: usize,
     /// Origin payload after its first flight was seen.
     pub out_segments: u32,
+    /// TLS: which encrypted records are the request and the response.
+    pub records: Records,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -101,7 +107,7 @@ impl App {
         let mut out = Vec::new();
         if outbound {
             self.out_segments += 1;
-            if self.first_out_ns.is_none() {
+            if self.first_out_ns.is_none() && !self.is_tls() {
                 self.first_out_ns = Some(ts_ns);
             }
             if !self.out.add(seq, bytes) {
@@ -176,9 +182,26 @@ impl App {
             }
         }
         if self.client_hello.is_some() {
-            let scan = tls::scan(&self.inb.buf);
-            self.new_alerts(&scan, false, out);
+            if self.records.request.is_none() {
+                let scan = tls::scan(&self.inb.buf);
+                self.new_alerts(&scan, false, out);
+            }
+            if let Some(v) = self.record_version() {
+                if let Some(len) = self.records.edge_bytes(v, &self.inb.buf) {
+                    self.request_ns = Some(ts_ns);
+                    out.push(EvidenceKind::Payload {
+                        event: "request_in",
+                        detail: format!("TLS application data, {len} bytes (encrypted)"),
+                    });
+                }
+            }
         }
+    }
+
+    /// How this connection's encrypted records can be told apart, once its
+    /// `ServerHello` was seen.
+    fn record_version(&self) -> Option<Version> {
+        self.server_hello.as_ref().and_then(Version::of)
     }
 
     fn read_out(&mut self, ts_ns: u64, out: &mut Vec<EvidenceKind>) {
@@ -208,6 +231,7 @@ impl App {
                 self.server_hello_ns = Some(ts_ns);
             }
             self.new_alerts(&scan, true, out);
+            self.read_out_records(ts_ns, out);
             return;
         }
         if self.request.is_some() {
@@ -242,6 +266,58 @@ impl App {
                 self.response = Some(now);
             }
         }
+    }
+
+    /// The origin's records after the handshake: session tickets, the
+    /// response's first record.
+    fn read_out_records(&mut self, ts_ns: u64, out: &mut Vec<EvidenceKind>) {
+        let Some(v) = self.record_version() else {
+            return;
+        };
+        let (tickets, certain) = (self.records.tickets(v), self.tls_answered());
+        self.records.origin_bytes(v, &self.out.buf, ts_ns);
+        let n = self.records.tickets(v);
+        if n > tickets {
+            out.push(EvidenceKind::Payload {
+                event: "data_out",
+                detail: format!("{n} TLS 1.3 session tickets"),
+            });
+        }
+        // An uncertain response still counts as one (no 520/524 is named
+        // then); it may turn out to have been the first of two tickets.
+        let response = self.records.response(v);
+        self.first_out_ns = response.map(|r| r.ts_ns);
+        if let Some(r) = response.filter(|r| r.certain && !certain) {
+            out.push(EvidenceKind::Payload {
+                event: "response_out",
+                detail: format!("TLS application data, {} bytes (encrypted)", r.len),
+            });
+        }
+    }
+
+    /// TLS 1.3 session tickets recognised among the origin's records.
+    pub fn tls_tickets(&self) -> usize {
+        self.record_version().map_or(0, |v| self.records.tickets(v))
+    }
+
+    /// A TLS connection whose response certainly started.
+    pub fn tls_answered(&self) -> bool {
+        self.is_tls()
+            && self
+                .record_version()
+                .and_then(|v| self.records.response(v))
+                .is_some_and(|r| r.certain)
+    }
+
+    /// The origin sent bytes before `seq` (the sequence number of its FIN or
+    /// RST) that were not seen: a snapshot lost, or the budget spent.
+    /// `isn` is the origin's initial sequence number, for a stream that
+    /// never had payload.
+    pub fn origin_sent_unseen(&self, seq: u32, isn: Option<u32>) -> bool {
+        let Some(next) = self.out.next_seq.or(isn.map(|i| i.wrapping_add(1))) else {
+            return false;
+        };
+        self.out.gap || seq.wrapping_sub(next).cast_signed() > 0
     }
 
     /// The response head is over Cloudflare's limit: (bytes, complete).
@@ -285,7 +361,12 @@ impl App {
 
     /// The finding's `http` object.
     pub fn http_json(&self) -> Option<Value> {
-        let req = self.request.as_ref()?;
+        let Some(req) = self.request.as_ref() else {
+            // An encrypted request: what it asked and what came back is
+            // unknown, but a 520/524 always has this object.
+            return (self.is_tls() && self.request_ns.is_some())
+                .then(|| json!({"method": null, "status": null, "header_bytes": null}));
+        };
         let (status, header_bytes) = match &self.response {
             Some(http::Response::Head(h)) => {
                 (Some(h.status), Some(h.header_bytes.unwrap_or(h.seen_bytes)))

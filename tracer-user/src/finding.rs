@@ -264,6 +264,15 @@ fn addr_port(ip: IpAddr, port: u16) -> String {
     }
 }
 
+/// How a 520/524 over TLS was told: " (TLS 1.3, request and response
+/// encrypted ...)"; nothing over plain HTTP.
+fn over_tls(detail: Option<&str>) -> String {
+    detail
+        .filter(|d| d.starts_with("TLS"))
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
 /// One sentence on what to check, in the operator's terms.
 pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
     let origin = addr_port(flow.origin, flow.origin_port);
@@ -313,9 +322,13 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
         ),
         Cause::EdgeAbortedAfterCertificate => "with TLS 1.3 the edge closed right after the origin's certificate without finishing the handshake (its alert is encrypted, so this is inferred): most likely it rejected the certificate; run with --check-certs".to_owned(),
         Cause::ResetAfterRequest => format!(
-            "the origin reset the connection after reading the request, before answering: check the application server behind {origin} (crashes, worker limits, SO_LINGER 0 closes) and its logs"
+            "the origin reset the connection after reading the request, before answering: check the application server behind {origin} (crashes, worker limits, SO_LINGER 0 closes) and its logs{}",
+            over_tls(drop_reason)
         ),
-        Cause::ClosedWithoutResponse => "the origin closed the connection after reading the request without any response byte: check the application's error log and timeouts (e.g. an upstream that crashes or a keepalive mismatch)".to_owned(),
+        Cause::ClosedWithoutResponse => format!(
+            "the origin closed the connection after reading the request without any response byte: check the application's error log and timeouts (e.g. an upstream that crashes or a keepalive mismatch){}",
+            over_tls(drop_reason)
+        ),
         Cause::HeadersTooLarge => format!(
             "the response header block is over Cloudflare's 16 KiB limit ({}): trim large headers or cookies set by the application",
             drop_reason.unwrap_or("size unknown")
@@ -324,7 +337,8 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
             "the origin answered an HTTP request on port {port} with bytes that are not an HTTP status line: is another service listening on this port?"
         ),
         Cause::ResponseTimeout => format!(
-            "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s)"
+            "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s){}",
+            over_tls(drop_reason)
         ),
         Cause::SynUnanswered => format!(
             "SYNs from {edge} to port {port} got no answer and nothing on this host explained why: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"

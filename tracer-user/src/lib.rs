@@ -19,3 +19,4 @@ pub mod ranges;
 pub mod report;
 pub mod run;
 pub mod sink;
+pub mod tls_records;

@@ -166,6 +166,7 @@ fn shut_down(
     p.drain(ring.get_mut(), &kernel.names);
     let now = monotonic_ns();
     p.decide(now);
+    p.diag.count_open_healthy();
     report_loss(&kernel, &p.sink, &p.clock, now, &mut p.totals);
     let counters = kernel.counters();
     drop(ring);

@@ -116,6 +116,11 @@ struct FlowState {
     app: App,
     fin_out: bool,
     rst_out_late: bool,
+    /// Sequence numbers of the origin's first FIN and first RST after the
+    /// handshake, and its SYN-ACK's: did it send bytes that were not seen?
+    fin_out_seq: Option<u32>,
+    rst_out_seq: Option<u32>,
+    origin_isn: Option<u32>,
     fin_in: bool,
     rst_in: bool,
     /// The connection worked (or closed) without a cause to name.
@@ -234,6 +239,18 @@ impl Diagnoser {
     /// origin address and port the edge used (for `--check-certs`).
     pub fn take_new_snis(&mut self) -> Vec<(std::net::IpAddr, u16, String)> {
         std::mem::take(&mut self.new_snis)
+    }
+
+    /// At the end of a run or a capture: connections still open without a
+    /// cause, and not waiting for one, count as healthy in the latency
+    /// percentiles (a kept-alive TLS connection may never close in view).
+    pub fn count_open_healthy(&mut self) {
+        let timing = &mut self.stats.timing;
+        for f in self.flows.values_mut() {
+            if f.established && !f.reported && !f.waiting() {
+                f.latency.commit(timing);
+            }
+        }
     }
 
     /// Connections still in their handshake, without a verdict.
@@ -439,7 +456,8 @@ impl Diagnoser {
                     confidence,
                     evidence: f.evidence.clone(),
                     hint: hint(cause, &flow, detail.as_deref()),
-                    tls: if about_tls { f.app.tls_json() } else { None },
+                    // Also for a 520/524 over TLS: its version, its SNI.
+                    tls: f.app.tls_json(),
                     http: if about_tls { None } else { f.app.http_json() },
                 });
             }
@@ -495,6 +513,7 @@ fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
         FlowEventKind::SynAckOut => {
             f.synack += 1;
             f.synack_ns.get_or_insert(e.ts_ns);
+            f.origin_isn.get_or_insert(e.seq);
         }
         FlowEventKind::SynAckRetransmit => f.synack_retrans += 1,
         FlowEventKind::RstOut => {
@@ -572,7 +591,13 @@ fn decide_after_handshake(
         return Some((decided_at, c, conf, detail));
     }
     // Closed, or answered, without a cause: nothing more to wait for.
-    if f.fin_out || f.rst_out_late || f.fin_in || f.rst_in || f.app.response_ok() {
+    if f.fin_out
+        || f.rst_out_late
+        || f.fin_in
+        || f.rst_in
+        || f.app.response_ok()
+        || f.app.tls_answered()
+    {
         f.done = true;
     }
     None
@@ -603,6 +628,7 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
         FlowEventKind::Payload { outbound, bytes } => {
             let had_server_hello = f.app.server_hello.is_some();
             let had_response = f.app.first_out_ns.is_some();
+            let had_request = f.app.request_ns.is_some();
             let facts = f
                 .app
                 .on_payload(e.ts_ns, *outbound, e.seq, bytes, cfg.keep_path);
@@ -622,32 +648,29 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
             ) {
                 f.latency.client_hello_to_server_hello = Some(sh.saturating_sub(ch) / 1_000);
             }
-            if let (false, Some(first), Some(req)) =
-                (had_response, f.app.first_out_ns, f.app.request_ns)
-            {
-                if *outbound && first >= req {
+            if let (false, Some(first), Some(req)) = (
+                had_response && had_request,
+                f.app.first_out_ns,
+                f.app.request_ns,
+            ) {
+                if first >= req {
                     f.latency.request_to_first_byte = Some((first - req) / 1_000);
                 }
             }
             if decisive {
                 f.decide_at = decide_soon;
-            } else if f.app.response_ok() {
-                f.done = true;
-            } else if f.app.is_tls()
-                && f.app.server_hello.is_some()
-                && f.app.in_after_server_hello > 64
-                && f.app.alerts.is_empty()
-            {
-                // The edge sent its next flight: the TLS handshake went on.
+            } else if f.app.response_ok() || f.app.tls_answered() || f.app.records.lost {
                 f.done = true;
             }
         }
         FlowEventKind::FinOut => {
             f.fin_out = true;
+            f.fin_out_seq.get_or_insert(e.seq);
             f.decide_at = decide_soon;
         }
         FlowEventKind::RstOut => {
             f.rst_out_late = true;
+            f.rst_out_seq.get_or_insert(e.seq);
             f.decide_at = decide_soon;
         }
         FlowEventKind::FinIn => {

@@ -131,7 +131,28 @@ pub(super) fn classify_app(
         if tls13 && (f.fin_in || f.rst_in) && a.in_after_server_hello <= 64 {
             return Some((Cause::EdgeAbortedAfterCertificate, Confidence::Low, None));
         }
-        return None;
+        if a.records.lost {
+            return None;
+        }
+        // TLS 1.2 record types leave no doubt; TLS 1.3 records are told
+        // apart by their lengths (see tls_records).
+        let confidence = if tls13 {
+            Confidence::Medium
+        } else {
+            Confidence::High
+        };
+        let detail = match a.server_hello.map(|s| s.version) {
+            Some(0x0304) => format!(
+                "TLS1.3: the request and the response are encrypted, told apart by record lengths; {} session tickets came first",
+                a.tls_tickets()
+            ),
+            Some(v) => format!(
+                "{}: the request and the response are encrypted, told apart by record types",
+                crate::proto::tls::version_name(v)
+            ),
+            None => String::new(),
+        };
+        return no_response(f, response_timed_out).map(|c| (c, confidence, Some(detail)));
     }
     a.request.as_ref()?;
     if a.not_http() {
@@ -145,16 +166,23 @@ pub(super) fn classify_app(
         };
         return Some((Cause::HeadersTooLarge, Confidence::High, Some(detail)));
     }
-    if a.first_out_ns.is_none() {
-        if f.rst_out_late {
-            return Some((Cause::ResetAfterRequest, Confidence::High, None));
-        }
-        if f.fin_out {
-            return Some((Cause::ClosedWithoutResponse, Confidence::High, None));
-        }
-        if response_timed_out {
-            return Some((Cause::ResponseTimeout, Confidence::High, None));
-        }
+    no_response(f, response_timed_out).map(|c| (c, Confidence::High, None))
+}
+
+/// A request and no response byte: the origin reset, closed, or ran out of
+/// time. Not when the origin sent bytes that were not seen (a snapshot lost
+/// or the snapshot budget spent): they may have been the response.
+fn no_response(f: &FlowState, response_timed_out: bool) -> Option<Cause> {
+    let a = &f.app;
+    if a.request_ns.is_none() || a.first_out_ns.is_some() {
+        return None;
     }
-    None
+    let unseen = |seq: Option<u32>| seq.is_some_and(|s| a.origin_sent_unseen(s, f.origin_isn));
+    if f.rst_out_late {
+        return (!unseen(f.rst_out_seq)).then_some(Cause::ResetAfterRequest);
+    }
+    if f.fin_out {
+        return (!unseen(f.fin_out_seq)).then_some(Cause::ClosedWithoutResponse);
+    }
+    response_timed_out.then_some(Cause::ResponseTimeout)
 }
