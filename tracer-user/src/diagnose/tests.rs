@@ -716,3 +716,200 @@ fn queue_purges_at_close_are_not_evidence() {
         f.evidence
     );
 }
+
+// ---- 520/524 over TLS: encrypted records, and bytes that went unseen ----
+
+/// One connection's payload with consistent sequence numbers (both sides'
+/// initial sequence numbers 0, as `ev` reports them), one event a segment.
+struct Wire {
+    port: u16,
+    t_ms: u64,
+    next_in: u32,
+    next_out: u32,
+    events: Vec<Event>,
+}
+
+impl Wire {
+    fn new(port: u16) -> Wire {
+        Wire {
+            port,
+            t_ms: 1,
+            next_in: 1,
+            next_out: 1,
+            events: connected(port),
+        }
+    }
+    fn edge(mut self, bytes: &[u8]) -> Wire {
+        self.t_ms += 1;
+        let seq = self.next_in;
+        self.next_in += u32::try_from(bytes.len()).unwrap();
+        self.events
+            .push(payload(self.t_ms, self.port, false, seq, bytes));
+        self
+    }
+    fn origin(mut self, bytes: &[u8]) -> Wire {
+        self.t_ms += 1;
+        let seq = self.next_out;
+        self.next_out += u32::try_from(bytes.len()).unwrap();
+        self.events
+            .push(payload(self.t_ms, self.port, true, seq, bytes));
+        self
+    }
+    /// An origin segment the agent never saw (a lost snapshot).
+    fn origin_unseen(mut self, len: u32) -> Wire {
+        self.next_out += len;
+        self
+    }
+    /// The origin's FIN or RST, at its true sequence number.
+    fn origin_closes(mut self, kind: K) -> Vec<Event> {
+        self.t_ms += 1;
+        let mut e = ev(self.t_ms, self.port, kind);
+        if let Event::Flow(f) = &mut e {
+            f.seq = self.next_out;
+        }
+        self.events.push(e);
+        self.events
+    }
+}
+
+/// A `ServerHello` choosing `version` and `TLS_AES_128_GCM_SHA256` (0x1301).
+fn tls12_after_hellos(port: u16) -> Wire {
+    // ClientKeyExchange, ChangeCipherSpec, encrypted Finished each way.
+    Wire::new(port)
+        .edge(&client_hello(0x0303))
+        .origin(&server_hello(0x0303))
+        .edge(&[record(22, &[0; 37]), record(20, &[1]), record(22, &[0; 40])].concat())
+        .origin(&[record(20, &[1]), record(22, &[0; 40])].concat())
+}
+
+/// TLS 1.3 up to the edge's `Finished` (53 bytes with a SHA-256 suite).
+fn tls13_after_finished(port: u16) -> Wire {
+    let flight = [
+        server_hello(0x0304),
+        record(20, &[1]),
+        record(23, &[0; 40]),
+        record(23, &[0; 900]),
+        record(23, &[0; 53]),
+    ]
+    .concat();
+    Wire::new(port)
+        .edge(&client_hello(0x0304))
+        .origin(&flight)
+        .edge(&[record(20, &[1]), record(23, &[0; 53])].concat())
+}
+
+#[test]
+fn tls_failures_after_the_request() {
+    let req = record(23, &[0; 120]);
+    let ticket = record(23, &[0; 250]);
+    let cases: Vec<(Vec<Event>, Cause, Confidence)> = vec![
+        (
+            tls12_after_hellos(1).edge(&req).origin_closes(K::FinOut),
+            Cause::ClosedWithoutResponse,
+            Confidence::High,
+        ),
+        (
+            // An encrypted close_notify before the FIN is no response.
+            tls12_after_hellos(2)
+                .edge(&req)
+                .origin(&record(21, &[0; 26]))
+                .origin_closes(K::RstOut),
+            Cause::ResetAfterRequest,
+            Confidence::High,
+        ),
+        (
+            tls12_after_hellos(3).edge(&req).events,
+            Cause::ResponseTimeout,
+            Confidence::High,
+        ),
+        (
+            // OpenSSL's two tickets, then close_notify and FIN.
+            tls13_after_finished(4)
+                .edge(&req)
+                .origin(&ticket)
+                .origin(&ticket)
+                .origin(&record(23, &[0; 19]))
+                .origin_closes(K::FinOut),
+            Cause::ClosedWithoutResponse,
+            Confidence::Medium,
+        ),
+        (
+            tls13_after_finished(5)
+                .origin(&[ticket.clone(), ticket.clone()].concat())
+                .edge(&req)
+                .events,
+            Cause::ResponseTimeout,
+            Confidence::Medium,
+        ),
+    ];
+    for (events, cause, confidence) in cases {
+        let f = single(&events, 3_000);
+        assert_eq!((f.cause, f.confidence), (cause, confidence), "{f:#?}");
+        let http = f.http.as_ref().expect("a 520/524 has its http object");
+        assert!(http["method"].is_null() && http["status"].is_null());
+        let tls = f.tls.as_ref().expect("and, over TLS, its tls object");
+        assert!(tls["negotiated_version"] == "TLS1.2" || tls["negotiated_version"] == "TLS1.3");
+        assert!(f.hint.contains("encrypted"), "{}", f.hint);
+    }
+}
+
+#[test]
+fn tls_responses_and_doubtful_records_make_no_finding() {
+    let req = record(23, &[0; 120]);
+    let ticket = record(23, &[0; 250]);
+    let cases = [
+        // TLS 1.2: a response, then close.
+        tls12_after_hellos(1)
+            .edge(&req)
+            .origin(&record(23, &[0; 300]))
+            .origin_closes(K::FinOut),
+        // TLS 1.3: tickets, the response, close_notify, FIN.
+        tls13_after_finished(2)
+            .edge(&req)
+            .origin(&[ticket.clone(), ticket.clone()].concat())
+            .origin(&record(23, &[0; 300]))
+            .origin(&record(23, &[0; 19]))
+            .origin_closes(K::FinOut),
+        // TLS 1.3: one record that may be a single ticket or a response.
+        tls13_after_finished(3)
+            .edge(&req)
+            .origin(&ticket)
+            .origin_closes(K::FinOut),
+        // TLS 1.3: the edge's close_notify is no request.
+        tls13_after_finished(4)
+            .edge(&record(23, &[0; 19]))
+            .origin(&[ticket.clone(), ticket.clone()].concat())
+            .origin_closes(K::FinOut),
+        // Origin bytes that were not seen may have been the response.
+        tls12_after_hellos(5)
+            .edge(&req)
+            .origin_unseen(300)
+            .origin_closes(K::FinOut),
+        Wire::new(6)
+            .edge(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .origin_unseen(1448)
+            .origin_closes(K::RstOut),
+    ];
+    for (i, events) in cases.into_iter().enumerate() {
+        let (f, stats) = run(&events, 3_000);
+        assert!(f.is_empty(), "case {i}: {f:#?}");
+        assert_eq!(stats.healthy_handshakes, 1);
+    }
+}
+
+#[test]
+fn tls_request_to_first_byte_skips_the_tickets() {
+    let events = tls13_after_finished(1)
+        .edge(&record(23, &[0; 120]))
+        .origin(&record(23, &[0; 250]))
+        .origin(&record(23, &[0; 250]))
+        .origin(&record(23, &[0; 300]))
+        .origin_closes(K::FinOut);
+    let (f, stats) = run(&events, 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+    // Request at 5 ms, tickets at 6 and 7 ms, the response at 8 ms.
+    assert_eq!(
+        stats.timing.to_json()["request_to_first_byte"]["p50_us"],
+        3_000
+    );
+}
