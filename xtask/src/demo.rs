@@ -10,7 +10,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use integration_tests::backends::{Backend, Behavior};
+use integration_tests::backends::{Backend, BackendTls, Behavior};
 use integration_tests::tls::{
     filler_headers, http_server, start_nginx, Certs, EdgeCurl, TlsServer,
 };
@@ -148,8 +148,9 @@ fn demo(bin: &Path) -> Result<()> {
     );
     let nginx = Nginx::start(&lab, &[80], None);
     println!("  nginx listens on port 80; nothing listens on 81");
-    println!("  after the handshake (ports 8443-8446): a TLS 1.3-only nginx, plain HTTP where TLS is expected,");
-    println!("  nginx sending a 20 KiB response header, an application that closes after reading the request");
+    println!("  after the handshake (ports 8443-8447): a TLS 1.3-only nginx, plain HTTP where TLS is expected,");
+    println!("  nginx sending a 20 KiB response header, an application that closes after reading the request,");
+    println!("  and one that resets after reading an HTTPS request (TLS 1.3: request and response encrypted)");
     let ranges = lab.edge_ranges();
     let args = [
         "--format",
@@ -157,7 +158,7 @@ fn demo(bin: &Path) -> Result<()> {
         "--edge-ranges",
         &ranges,
         "--ports",
-        "80,81,8080,8443,8444,8445,8446",
+        "80,81,8080,8443,8444,8445,8446,8447",
         "--syn-timeout",
         "3s",
     ];
@@ -254,7 +255,8 @@ fn scenario(agent: &Agent, lab: &Lab, step: &Step) -> Row {
     }
 }
 
-/// Failures after the handshake: the TLS and HTTP causes (520, 525).
+/// Failures after the handshake: the TLS and HTTP causes (520, 525),
+/// 520 also inside TLS.
 fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
     let certs = Certs::new(lab);
     let leaf = certs.signed("origin.lab.test", &["origin.lab.test"]);
@@ -265,6 +267,11 @@ fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
     ];
     let _nginx = start_nginx(lab, &[8443, 8444, 8445], &servers);
     let _app = Backend::start(lab, 8446, Behavior::Close);
+    let tls = BackendTls {
+        leaf: leaf.clone(),
+        version: "1.3",
+    };
+    let _tls_app = Backend::start_tls(lab, 8447, Behavior::Reset, &tls);
     let steps = [
         (
             "8. A TLS 1.3-only origin and a TLS 1.2-only edge",
@@ -289,6 +296,12 @@ fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
             "closed without response",
             "520 closed_without_response",
             EdgeCurl::http(8446),
+        ),
+        (
+            "12. The application resets an HTTPS connection after reading the request",
+            "reset after request (TLS 1.3)",
+            "520 reset_after_request",
+            EdgeCurl::https(8447).args(&["-k", "--tlsv1.3"]),
         ),
     ];
     let mut rows = Vec::new();
