@@ -299,7 +299,7 @@ fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
         ),
         (
             "12. The application resets an HTTPS connection after reading the request",
-            "reset after request (TLS 1.3)",
+            "HTTPS reset after request",
             "520 reset_after_request",
             EdgeCurl::https(8447).args(&["-k", "--tlsv1.3"]),
         ),
