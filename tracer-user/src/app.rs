@@ -11,6 +11,8 @@ use crate::{
 };
 
 /// Most bytes kept per direction: a response header block just past 16 KiB.
+/// The kernel's snapshot budget for the origin's direction is the same, so
+/// a stream this long means later bytes go unseen.
 pub const STREAM_CAP: usize = 20 * 1024;
 /// Cloudflare's limit on a response header block.
 pub const HEADER_LIMIT: usize = 16 * 1024;
@@ -307,6 +309,13 @@ impl App {
                 .record_version()
                 .and_then(|v| self.records.response(v))
                 .is_some_and(|r| r.certain)
+    }
+
+    /// The origin's bytes are no longer all seen: a segment went missing,
+    /// or its snapshot budget is spent (a certificate chain may fill it
+    /// before the response). Its silence then proves nothing.
+    pub fn origin_blind(&self) -> bool {
+        self.out.gap || self.out.buf.len() >= STREAM_CAP
     }
 
     /// The origin sent bytes before `seq` (the sequence number of its FIN or

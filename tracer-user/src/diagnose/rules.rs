@@ -174,7 +174,7 @@ pub(super) fn classify_app(
 /// or the snapshot budget spent): they may have been the response.
 fn no_response(f: &FlowState, response_timed_out: bool) -> Option<Cause> {
     let a = &f.app;
-    if a.request_ns.is_none() || a.first_out_ns.is_some() {
+    if a.request_ns.is_none() || a.first_out_ns.is_some() || a.origin_blind() {
         return None;
     }
     let unseen = |seq: Option<u32>| seq.is_some_and(|s| a.origin_sent_unseen(s, f.origin_isn));

@@ -889,6 +889,16 @@ fn tls_responses_and_doubtful_records_make_no_finding() {
             .edge(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .origin_unseen(1448)
             .origin_closes(K::RstOut),
+        // A certificate chain that fills the origin's 20 KiB snapshot
+        // budget: the response comes after it, unseen, and the timeout
+        // must not fire.
+        Wire::new(7)
+            .edge(&client_hello(0x0303))
+            .origin(&[server_hello(0x0303), record(22, &[0; 16_000])].concat())
+            .origin(&record(22, &[0; 8_000])[..20 * 1024 - 16_005 - server_hello(0x0303).len()])
+            .edge(&[record(22, &[0; 37]), record(20, &[1]), record(22, &[0; 40])].concat())
+            .edge(&record(23, &[0; 120]))
+            .events,
     ];
     for (i, events) in cases.into_iter().enumerate() {
         let (f, stats) = run(&events, 3_000);
