@@ -12,10 +12,11 @@ use std::net::IpAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::backends::{Backend, Behavior};
+use integration_tests::backends::{Backend, BackendTls, Behavior};
 use integration_tests::differential::{Recording, Runs, FINDING_WAIT};
 use integration_tests::tls::{
-    abort_after_certificate, filler_headers, http_server, s_client, start_nginx, Abort, EdgeCurl,
+    abort_after_certificate, filler_headers, http_server, s_client, start_nginx, Abort, Certs,
+    EdgeCurl,
 };
 use integration_tests::tls_origin::{
     port, Origin, BANNER, BIG_HEADER_BYTES, EXPIRED, GOOD, SELF, UNKNOWN,
@@ -602,4 +603,118 @@ fn healthy_tls_and_http_agree() {
         "TLS and HTTP timings offline\n{}",
         runs.context()
     );
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn tls_request_failures_agree() {
+    if !require_root("tls_request_failures_agree") {
+        return;
+    }
+    // 520/524 inside TLS: the request and the response are encrypted, and
+    // both sides tell them apart from the same records.
+    let lab = &Lab::new("dtls520");
+    let certs = Certs::new(lab);
+    let leaf = certs.signed(GOOD, &[GOOD]);
+    let start = |port, behavior, version| {
+        let tls = BackendTls {
+            leaf: leaf.clone(),
+            version,
+        };
+        Backend::start_tls(lab, port, behavior, &tls)
+    };
+    let close12 = &start(9441, Behavior::Close, "1.2");
+    let close13 = &start(9442, Behavior::Close, "1.3");
+    let reset12 = &start(9443, Behavior::Reset, "1.2");
+    let reset13 = &start(9444, Behavior::Reset, "1.3");
+    let ok13 = &start(9445, Behavior::Slow(Duration::ZERO), "1.3");
+    let slow13 = &start(9446, Behavior::Slow(SLOW_BY), "1.3");
+    let rec = Recording::start_with(
+        lab,
+        Tap::OriginVeth,
+        "9441,9442,9443,9444,9445,9446",
+        Some(RESPONSE_TIMEOUT),
+    );
+    let e4 = edge(lab, Family::V4);
+    let https = |backend: &Backend, version: &str| {
+        EdgeCurl::https(backend.port)
+            .args(&["-k", &format!("--tlsv{version}"), "--tls-max", version])
+            .max_time(Duration::from_secs(8))
+            .run(lab)
+    };
+    for (backend, version) in [(close12, "1.2"), (close13, "1.3")] {
+        curl_failed(
+            &https(backend, version),
+            52,
+            "Empty reply",
+            "close after the request",
+        );
+    }
+    for (backend, version) in [(reset12, "1.2"), (reset13, "1.3")] {
+        let r = https(backend, version);
+        assert!(
+            !r.ok() && backend.wait_log("reset", Duration::from_secs(2)),
+            "reset after the request over TLS {version}: {r:?}"
+        );
+    }
+    let r = https(ok13, "1.3");
+    assert!(r.ok() && r.body == "ok\n", "an answer, then close: {r:?}");
+    let started = Instant::now();
+    let r = thread::scope(|s| {
+        let client = s.spawn(|| https(slow13, "1.3"));
+        let found = rec
+            .agent()
+            .wait_for(|l| is_finding_for(l, e4, 9446), FINDING_WAIT);
+        let at = started.elapsed();
+        assert!(
+            found.is_some() && at >= RESPONSE_TIMEOUT && !slow13.log().contains("answered"),
+            "want the live finding between {RESPONSE_TIMEOUT:?} and the response at {SLOW_BY:?}, got it after {at:?}: {found:?}"
+        );
+        client.join().expect("curl thread")
+    });
+    assert!(r.ok(), "the slow response arrives in the end: {r:?}");
+
+    let runs = rec.finish(&[(e4, 9441), (e4, 9442), (e4, 9443), (e4, 9444), (e4, 9446)]);
+    let confidence = |want: &'static str| {
+        move |f: &Value| {
+            assert!(
+                f["confidence"] == want && f["http"]["method"].is_null() && f["tls"].is_object(),
+                "want confidence {want}, an encrypted request: {f}"
+            );
+        }
+    };
+    expect_pairs(
+        &runs,
+        e4,
+        9441,
+        "closed_without_response",
+        1,
+        confidence("high"),
+    );
+    expect_pairs(
+        &runs,
+        e4,
+        9442,
+        "closed_without_response",
+        1,
+        confidence("medium"),
+    );
+    expect_pairs(
+        &runs,
+        e4,
+        9443,
+        "reset_after_request",
+        1,
+        confidence("high"),
+    );
+    expect_pairs(
+        &runs,
+        e4,
+        9444,
+        "reset_after_request",
+        1,
+        confidence("medium"),
+    );
+    expect_pairs(&runs, e4, 9445, "none", 0, |_| {});
+    expect_pairs(&runs, e4, 9446, "response_timeout", 1, confidence("medium"));
 }
