@@ -605,36 +605,10 @@ fn healthy_tls_and_http_agree() {
     );
 }
 
-#[test]
-#[ignore = "privileged: run with cargo xtask test"]
-fn tls_request_failures_agree() {
-    if !require_root("tls_request_failures_agree") {
-        return;
-    }
-    // 520/524 inside TLS: the request and the response are encrypted, and
-    // both sides tell them apart from the same records.
-    let lab = &Lab::new("dtls520");
-    let certs = Certs::new(lab);
-    let leaf = certs.signed(GOOD, &[GOOD]);
-    let start = |port, behavior, version| {
-        let tls = BackendTls {
-            leaf: leaf.clone(),
-            version,
-        };
-        Backend::start_tls(lab, port, behavior, &tls)
-    };
-    let close12 = &start(9441, Behavior::Close, "1.2");
-    let close13 = &start(9442, Behavior::Close, "1.3");
-    let reset12 = &start(9443, Behavior::Reset, "1.2");
-    let reset13 = &start(9444, Behavior::Reset, "1.3");
-    let ok13 = &start(9445, Behavior::Slow(Duration::ZERO), "1.3");
-    let slow13 = &start(9446, Behavior::Slow(SLOW_BY), "1.3");
-    let rec = Recording::start_with(
-        lab,
-        Tap::OriginVeth,
-        "9441,9442,9443,9444,9445,9446",
-        Some(RESPONSE_TIMEOUT),
-    );
+/// The clients of the TLS 520/524 recording: close and reset over TLS 1.2
+/// and 1.3, an answer then close, a slow answer (TLS 1.3).
+fn failing_tls_clients(lab: &Lab, rec: &Recording, backends: [&Backend; 6]) {
+    let [close12, close13, reset12, reset13, ok13, slow13] = backends;
     let e4 = edge(lab, Family::V4);
     let https = |backend: &Backend, version: &str| {
         EdgeCurl::https(backend.port)
@@ -673,7 +647,44 @@ fn tls_request_failures_agree() {
         client.join().expect("curl thread")
     });
     assert!(r.ok(), "the slow response arrives in the end: {r:?}");
+}
 
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn tls_request_failures_agree() {
+    if !require_root("tls_request_failures_agree") {
+        return;
+    }
+    // 520/524 inside TLS: the request and the response are encrypted, and
+    // both sides tell them apart from the same records.
+    let lab = &Lab::new("dtls520");
+    let certs = Certs::new(lab);
+    let leaf = certs.signed(GOOD, &[GOOD]);
+    let start = |port, behavior, version| {
+        let tls = BackendTls {
+            leaf: leaf.clone(),
+            version,
+        };
+        Backend::start_tls(lab, port, behavior, &tls)
+    };
+    let close12 = &start(9441, Behavior::Close, "1.2");
+    let close13 = &start(9442, Behavior::Close, "1.3");
+    let reset12 = &start(9443, Behavior::Reset, "1.2");
+    let reset13 = &start(9444, Behavior::Reset, "1.3");
+    let ok13 = &start(9445, Behavior::Slow(Duration::ZERO), "1.3");
+    let slow13 = &start(9446, Behavior::Slow(SLOW_BY), "1.3");
+    let rec = Recording::start_with(
+        lab,
+        Tap::OriginVeth,
+        "9441,9442,9443,9444,9445,9446",
+        Some(RESPONSE_TIMEOUT),
+    );
+    failing_tls_clients(
+        lab,
+        &rec,
+        [close12, close13, reset12, reset13, ok13, slow13],
+    );
+    let e4 = edge(lab, Family::V4);
     let runs = rec.finish(&[(e4, 9441), (e4, 9442), (e4, 9443), (e4, 9444), (e4, 9446)]);
     let confidence = |want: &'static str| {
         move |f: &Value| {
