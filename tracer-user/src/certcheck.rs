@@ -114,20 +114,9 @@ pub struct CertCheck {
     pub sni: String,
     pub addr: IpAddr,
     pub port: u16,
-    /// Names from [`PROBLEMS`], in that order.
-    pub problems: Vec<&'static str>,
-    pub subject: Option<String>,
-    pub issuer: Option<String>,
-    pub san: Vec<String>,
-    pub not_before_unix: Option<i64>,
-    pub not_after_unix: Option<i64>,
-    pub days_until_expiry: Option<i64>,
-    /// Why the handshake failed (with `handshake_failed`).
-    pub error: Option<String>,
-    /// Why the chain did not build to a public root (with `untrusted_issuer`); not in JSON.
-    pub chain_error: Option<String>,
-    /// Accepted as a Cloudflare Origin CA certificate by its issuer's name; not in JSON.
-    pub cloudflare_origin_ca: bool,
+    /// What the chain showed, plus `handshake_failed` and its `error` when the handshake
+    /// itself failed. `chain_error` and `cloudflare_origin_ca` are not in JSON.
+    pub eval: Evaluation,
     /// The server asked for a client certificate (e.g. Authenticated Origin Pulls); not in
     /// JSON.
     pub client_cert_requested: bool,
@@ -139,23 +128,14 @@ impl CertCheck {
             sni: sni.to_owned(),
             addr: addr.ip(),
             port: addr.port(),
-            problems: Vec::new(),
-            subject: None,
-            issuer: None,
-            san: Vec::new(),
-            not_before_unix: None,
-            not_after_unix: None,
-            days_until_expiry: None,
-            error: None,
-            chain_error: None,
-            cloudflare_origin_ca: false,
+            eval: Evaluation::default(),
             client_cert_requested: false,
         }
     }
 
     /// `true` when no problem was found.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.eval.problems.is_empty()
     }
 
     /// The schema v1 `cert_check` line; `ts` is the RFC 3339 time of the check.
@@ -169,15 +149,15 @@ impl CertCheck {
             "addr": self.addr.to_string(),
             "port": self.port,
             "ok": self.ok(),
-            "problems": self.problems,
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "san": self.san,
-            "not_before": self.not_before_unix.map(rfc3339),
-            "not_after": self.not_after_unix.map(rfc3339),
-            "days_until_expiry": self.days_until_expiry,
+            "problems": self.eval.problems,
+            "subject": self.eval.subject,
+            "issuer": self.eval.issuer,
+            "san": self.eval.san,
+            "not_before": self.eval.not_before_unix.map(rfc3339),
+            "not_after": self.eval.not_after_unix.map(rfc3339),
+            "days_until_expiry": self.eval.days_until_expiry,
         });
-        if let Some(error) = &self.error {
+        if let Some(error) = &self.eval.error {
             v["error"] = json!(error);
         }
         v
@@ -191,31 +171,21 @@ pub fn check(addr: SocketAddr, sni: &str, timeout: Duration, now_unix: i64) -> C
     let mut out = CertCheck::new(addr, sni);
     out.client_cert_requested = hs.client_cert_requested;
     if let Some(chain) = &hs.chain {
-        let ev = evaluate(chain, sni, now_unix);
-        out.problems = ev.problems;
-        out.subject = ev.subject;
-        out.issuer = ev.issuer;
-        out.san = ev.san;
-        out.not_before_unix = ev.not_before_unix;
-        out.not_after_unix = ev.not_after_unix;
-        out.days_until_expiry = ev.days_until_expiry;
-        out.chain_error = ev.chain_error;
-        out.cloudflare_origin_ca = ev.cloudflare_origin_ca;
-        out.error = ev.error;
+        out.eval = evaluate(chain, sni, now_unix);
     }
     if let Err(e) = hs.result {
         // The server aborted after asking for a client certificate we do not have: the edge
         // (Authenticated Origin Pulls) would have sent one, so this is not the origin's fault.
         let client_auth_abort = hs.chain.is_some() && hs.client_cert_requested;
         if !client_auth_abort {
-            out.problems.push(HANDSHAKE_FAILED);
-            out.error = Some(e);
+            out.eval.problems.push(HANDSHAKE_FAILED);
+            out.eval.error = Some(e);
         }
     } else if hs.chain.is_none() {
-        out.problems.push(HANDSHAKE_FAILED);
-        out.error = Some("the server sent no certificate".to_owned());
+        out.eval.problems.push(HANDSHAKE_FAILED);
+        out.eval.error = Some("the server sent no certificate".to_owned());
     }
-    sort_problems(&mut out.problems);
+    sort_problems(&mut out.eval.problems);
     out
 }
 
@@ -937,13 +907,13 @@ mod tests {
     #[test]
     fn json_line() {
         let mut c = CertCheck::new("127.0.0.1:443".parse().unwrap(), "origin.test");
-        c.problems = vec![EXPIRED, UNTRUSTED_ISSUER];
-        c.subject = Some("CN=origin.test".to_owned());
-        c.issuer = Some("CN=test CA".to_owned());
-        c.san = vec!["origin.test".to_owned()];
-        c.not_before_unix = Some(1_735_689_600);
-        c.not_after_unix = Some(1_767_225_599);
-        c.days_until_expiry = Some(-1);
+        c.eval.problems = vec![EXPIRED, UNTRUSTED_ISSUER];
+        c.eval.subject = Some("CN=origin.test".to_owned());
+        c.eval.issuer = Some("CN=test CA".to_owned());
+        c.eval.san = vec!["origin.test".to_owned()];
+        c.eval.not_before_unix = Some(1_735_689_600);
+        c.eval.not_after_unix = Some(1_767_225_599);
+        c.eval.days_until_expiry = Some(-1);
         let v = c.to_json("2026-01-01T00:00:00.000000Z");
         assert_eq!(v["type"], "cert_check");
         assert_eq!(v["schema_version"], SCHEMA_VERSION);
@@ -962,8 +932,8 @@ mod tests {
         assert!(v.get("error").is_none());
 
         let mut c = CertCheck::new("[::1]:8443".parse().unwrap(), "origin.test");
-        c.problems = vec![HANDSHAKE_FAILED];
-        c.error = Some("connect: refused".to_owned());
+        c.eval.problems = vec![HANDSHAKE_FAILED];
+        c.eval.error = Some("connect: refused".to_owned());
         let v = c.to_json("t");
         assert_eq!(v["addr"], "::1");
         assert_eq!(v["port"], 8443);
@@ -1113,23 +1083,23 @@ mod tests {
         let ca = test_ca();
         let addr = simple_server(&ca, &["origin.test"], 2);
         let c = check(addr, "origin.test", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![UNTRUSTED_ISSUER], "{c:?}");
-        assert_eq!(c.error, None);
+        assert_eq!(c.eval.problems, vec![UNTRUSTED_ISSUER], "{c:?}");
+        assert_eq!(c.eval.error, None);
         assert_eq!(c.addr, addr.ip());
         assert_eq!(c.port, addr.port());
         assert_eq!(c.sni, "origin.test");
-        assert_eq!(c.subject.as_deref(), Some("CN=origin leaf"));
+        assert_eq!(c.eval.subject.as_deref(), Some("CN=origin leaf"));
         assert_eq!(
-            c.issuer.as_deref(),
+            c.eval.issuer.as_deref(),
             Some("CN=origin-tracer test CA, O=origin-tracer")
         );
-        assert_eq!(c.san, vec!["origin.test".to_owned()]);
-        assert_eq!(c.days_until_expiry, Some(365));
+        assert_eq!(c.eval.san, vec!["origin.test".to_owned()]);
+        assert_eq!(c.eval.days_until_expiry, Some(365));
         assert!(!c.client_cert_requested);
         assert!(!c.ok());
 
         let c = check(addr, "elsewhere.test", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![HOSTNAME_MISMATCH, UNTRUSTED_ISSUER]);
+        assert_eq!(c.eval.problems, vec![HOSTNAME_MISMATCH, UNTRUSTED_ISSUER]);
         let v = c.to_json("2026-01-01T00:00:00.000000Z");
         assert_eq!(
             v["problems"],
@@ -1151,8 +1121,8 @@ mod tests {
             1,
         );
         let c = check(addr, "origin.test", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![EXPIRED, SELF_SIGNED], "{c:?}");
-        assert_eq!(c.error, None);
+        assert_eq!(c.eval.problems, vec![EXPIRED, SELF_SIGNED], "{c:?}");
+        assert_eq!(c.eval.error, None);
     }
 
     #[test]
@@ -1172,11 +1142,11 @@ mod tests {
             let c = check(addr, "origin.test", TIMEOUT, NOW);
             assert!(c.client_cert_requested, "tls12_only={tls12_only}");
             assert_eq!(
-                c.problems,
+                c.eval.problems,
                 vec![UNTRUSTED_ISSUER],
                 "tls12_only={tls12_only}: {c:?}"
             );
-            assert_eq!(c.error, None);
+            assert_eq!(c.eval.error, None);
         }
     }
 
@@ -1187,10 +1157,10 @@ mod tests {
             l.local_addr().unwrap()
         };
         let c = check(addr, "origin.test", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![HANDSHAKE_FAILED]);
-        let err = c.error.as_deref().unwrap();
+        assert_eq!(c.eval.problems, vec![HANDSHAKE_FAILED]);
+        let err = c.eval.error.as_deref().unwrap();
         assert!(err.starts_with("connect: "), "{err}");
-        assert_eq!(c.subject, None);
+        assert_eq!(c.eval.subject, None);
         assert_eq!(c.to_json("t")["error"], err);
     }
 
@@ -1210,8 +1180,8 @@ mod tests {
     fn check_server_that_closes_is_handshake_failed() {
         let addr = serve_plain(drop);
         let c = check(addr, "origin.test", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![HANDSHAKE_FAILED], "{c:?}");
-        let err = c.error.unwrap();
+        assert_eq!(c.eval.problems, vec![HANDSHAKE_FAILED], "{c:?}");
+        let err = c.eval.error.unwrap();
         assert!(
             err.contains("closed the connection") || err.contains("reset"),
             "{err}"
@@ -1226,8 +1196,8 @@ mod tests {
             let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         });
         let c = check(addr, "origin.test", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![HANDSHAKE_FAILED], "{c:?}");
-        assert!(c.error.unwrap().starts_with("tls: "));
+        assert_eq!(c.eval.problems, vec![HANDSHAKE_FAILED], "{c:?}");
+        assert!(c.eval.error.unwrap().starts_with("tls: "));
     }
 
     #[test]
@@ -1239,14 +1209,14 @@ mod tests {
         let started = Instant::now();
         let c = check(addr, "origin.test", Duration::from_millis(300), NOW);
         assert!(started.elapsed() < Duration::from_millis(1500));
-        assert_eq!(c.problems, vec![HANDSHAKE_FAILED]);
-        assert_eq!(c.error.as_deref(), Some("handshake timed out after 300ms"));
+        assert_eq!(c.eval.problems, vec![HANDSHAKE_FAILED]);
+        assert_eq!(c.eval.error.as_deref(), Some("handshake timed out after 300ms"));
     }
 
     #[test]
     fn check_invalid_server_name() {
         let c = check("127.0.0.1:9".parse().unwrap(), "not a name", TIMEOUT, NOW);
-        assert_eq!(c.problems, vec![HANDSHAKE_FAILED]);
-        assert!(c.error.unwrap().contains("invalid server name"));
+        assert_eq!(c.eval.problems, vec![HANDSHAKE_FAILED]);
+        assert!(c.eval.error.unwrap().contains("invalid server name"));
     }
 }
