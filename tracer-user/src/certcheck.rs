@@ -1210,7 +1210,10 @@ mod tests {
         let c = check(addr, "origin.test", Duration::from_millis(300), NOW);
         assert!(started.elapsed() < Duration::from_millis(1500));
         assert_eq!(c.eval.problems, vec![HANDSHAKE_FAILED]);
-        assert_eq!(c.eval.error.as_deref(), Some("handshake timed out after 300ms"));
+        assert_eq!(
+            c.eval.error.as_deref(),
+            Some("handshake timed out after 300ms")
+        );
     }
 
     #[test]
