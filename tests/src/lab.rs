@@ -307,13 +307,29 @@ impl Lab {
 
     /// Runs curl in the edge namespace as `client` says.
     pub fn curl(&self, client: &Curl) -> CurlResult {
-        let src = self.client_addr(client.family, client.source).to_string();
         let url = match self.origin_addr(client.family) {
             IpAddr::V4(a) => format!("http://{a}:{}/", client.port),
             IpAddr::V6(a) => format!("http://[{a}]:{}/", client.port),
         };
-        let connect = format!("{:.1}", client.connect_timeout.as_secs_f64());
-        let max = format!("{:.1}", client.max_time.as_secs_f64());
+        self.run_curl(
+            self.client_addr(client.family, client.source),
+            (client.connect_timeout, client.max_time),
+            &[url],
+        )
+    }
+
+    /// curl in the edge namespace from `src`, with (`--connect-timeout`, `-m`)
+    /// `limits` and then `args` (the URL last); bounded by `-m` plus 5 s.
+    pub fn run_curl(
+        &self,
+        src: IpAddr,
+        limits: (Duration, Duration),
+        args: &[String],
+    ) -> CurlResult {
+        let (connect, max_time) = limits;
+        let src = src.to_string();
+        let connect = format!("{:.1}", connect.as_secs_f64());
+        let max = format!("{:.1}", max_time.as_secs_f64());
         let mut cmd = self.edge.command("curl");
         cmd.args([
             "-sS",
@@ -326,9 +342,9 @@ impl Lab {
             &connect,
             "-m",
             &max,
-            &url,
-        ]);
-        let out: Outcome = run_bounded(&mut cmd, client.max_time + Duration::from_secs(5));
+        ])
+        .args(args);
+        let out: Outcome = run_bounded(&mut cmd, max_time + Duration::from_secs(5));
         CurlResult {
             code: out.code(),
             body: out.stdout,

@@ -410,39 +410,23 @@ impl EdgeCurl {
 
     /// Runs it (bounded by `-m` plus 5 s).
     pub fn run(&self, lab: &Lab) -> CurlResult {
-        let src = lab.client_addr(self.family, Source::Edge).to_string();
-        let origin = lab.origin_addr(self.family);
-        let origin_url = match origin {
+        let origin_url = match lab.origin_addr(self.family) {
             std::net::IpAddr::V4(a) => a.to_string(),
             std::net::IpAddr::V6(a) => format!("[{a}]"),
         };
         let url_host = self.host.clone().unwrap_or_else(|| origin_url.clone());
-        let url = format!("{}://{url_host}:{}/", self.scheme, self.port);
-        let connect = format!("{:.1}", self.connect_timeout.as_secs_f64());
-        let max = format!("{:.1}", self.max_time.as_secs_f64());
-        let mut cmd = lab.edge.command("curl");
-        cmd.args([
-            "-sS",
-            "-g",
-            "--noproxy",
-            "*",
-            "--interface",
-            &src,
-            "--connect-timeout",
-            &connect,
-            "-m",
-            &max,
-        ]);
+        let mut args = Vec::new();
         if let Some(name) = &self.host {
-            cmd.args(["--resolve", &format!("{name}:{}:{origin_url}", self.port)]);
+            args.push("--resolve".to_owned());
+            args.push(format!("{name}:{}:{origin_url}", self.port));
         }
-        cmd.args(&self.args).arg(&url);
-        let out = run_bounded(&mut cmd, self.max_time + Duration::from_secs(5));
-        CurlResult {
-            code: out.code(),
-            body: out.stdout,
-            stderr: out.stderr,
-        }
+        args.extend(self.args.iter().cloned());
+        args.push(format!("{}://{url_host}:{}/", self.scheme, self.port));
+        lab.run_curl(
+            lab.client_addr(self.family, Source::Edge),
+            (self.connect_timeout, self.max_time),
+            &args,
+        )
     }
 }
 
