@@ -14,6 +14,10 @@ use crate::{
 /// The kernel's snapshot budget for the origin's direction is the same, so
 /// a stream this long means later bytes go unseen.
 pub const STREAM_CAP: usize = 20 * 1024;
+/// Origin bytes delivered after which more may have gone unseen: the 20 KiB
+/// budget less a snapshot's largest shortfall (about 16 KiB are sent of a
+/// larger packet).
+const BLIND_AFTER: usize = 15 * 1024;
 /// Cloudflare's limit on a response header block.
 pub const HEADER_LIMIT: usize = 16 * 1024;
 
@@ -83,6 +87,9 @@ pub struct App {
     pub in_after_server_hello: usize,
     /// Origin payload after its first flight was seen.
     pub out_segments: u32,
+    /// Origin payload bytes delivered, retransmissions included (the kernel
+    /// charges those to the snapshot budget too).
+    out_delivered: usize,
     /// TLS: which encrypted records are the request and the response.
     pub records: Records,
 }
@@ -109,6 +116,7 @@ impl App {
         let mut out = Vec::new();
         if outbound {
             self.out_segments += 1;
+            self.out_delivered += bytes.len();
             if self.first_out_ns.is_none() && !self.is_tls() {
                 self.first_out_ns = Some(ts_ns);
             }
@@ -311,11 +319,34 @@ impl App {
                 .is_some_and(|r| r.certain)
     }
 
-    /// The origin's bytes are no longer all seen: a segment went missing,
-    /// or its snapshot budget is spent (a certificate chain may fill it
-    /// before the response). Its silence then proves nothing.
+    /// The origin's bytes may no longer all be seen: a segment went
+    /// missing, or its snapshot budget is (nearly) spent (a certificate
+    /// chain may fill it before the response). Its silence then proves
+    /// nothing. The margin covers a packet too large for one snapshot
+    /// (8 chunks of 2 KiB, headers included): charged whole, seen in part.
     pub fn origin_blind(&self) -> bool {
-        self.out.gap || self.out.buf.len() >= STREAM_CAP
+        self.out.gap || self.out_delivered >= BLIND_AFTER
+    }
+
+    /// A response time that means what it says: not over TLS 1.3 when the
+    /// origin's tickets could not be told apart (a resumed session, a
+    /// `HelloRetryRequest`), where the "response" may be a ticket.
+    pub fn response_timing_reliable(&self) -> bool {
+        !matches!(
+            self.record_version(),
+            Some(Version::Tls13 {
+                two_tickets: false,
+                ..
+            })
+        )
+    }
+
+    /// TLS 1.3: the edge authenticated with a certificate and the origin
+    /// answered its handshake with an alert, no tickets: perhaps a refused
+    /// client certificate (`certificate_required`, encrypted), not an
+    /// application that closed.
+    pub fn tls_client_auth_refused(&self) -> bool {
+        self.records.edge_certificate && self.records.origin_alert && self.tls_tickets() == 0
     }
 
     /// The origin sent bytes before `seq` (the sequence number of its FIN or

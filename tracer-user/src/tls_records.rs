@@ -42,6 +42,10 @@ pub enum Version {
         /// Longest record that can only be an alert (2 + 1 + tag) or a
         /// `KeyUpdate` (5 + 1 + tag).
         control: usize,
+        /// A full handshake, seen whole: OpenSSL sends its two tickets. A
+        /// resumed session gets one, and after a `HelloRetryRequest` the
+        /// final `ServerHello` is not read: no tickets are recognised then.
+        two_tickets: bool,
     },
 }
 
@@ -62,6 +66,7 @@ impl Version {
                 Some(Self::Tls13 {
                     finished: 4 + hash + 1 + tag,
                     control: 5 + 1 + tag,
+                    two_tickets: !sh.resumed && !sh.hello_retry_request,
                 })
             }
             _ => None,
@@ -78,6 +83,12 @@ pub struct Records {
     out_pos: usize,
     /// TLS 1.3: the edge's `Finished` went by.
     edge_finished: bool,
+    /// TLS 1.3: the edge sent records before its `Finished` (a client
+    /// certificate and its proof).
+    pub edge_certificate: bool,
+    /// TLS 1.3: the origin sent an alert-sized record after the edge's
+    /// `Finished` (`close_notify`, or a refusal of its certificate).
+    pub origin_alert: bool,
     /// The origin's data records after the handshake, (length, seen at ns),
     /// until the response is certain: TLS 1.2 only its first, TLS 1.3 those
     /// after the edge's `Finished` that are longer than alerts.
@@ -100,8 +111,9 @@ pub struct Response {
     pub certain: bool,
 }
 
-/// Records kept before the response is certain.
-const MAX_DATA: usize = 16;
+/// Records kept before the response is certain (two tickets, the response,
+/// one more to confirm it).
+const MAX_DATA: usize = 4;
 
 impl Records {
     /// The edge's stream grew; the length of its request record if this is
@@ -118,6 +130,7 @@ impl Records {
                 Version::Tls12 => true,
                 Version::Tls13 { finished, .. } if !self.edge_finished => {
                     self.edge_finished = len == finished;
+                    self.edge_certificate |= !self.edge_finished;
                     false
                 }
                 // Not the edge's close_notify or KeyUpdate.
@@ -141,7 +154,10 @@ impl Records {
                 Version::Tls12 => true,
                 // Before the edge's Finished: the origin's own flight (or
                 // tickets sent with it); alerts and KeyUpdates are no answer.
-                Version::Tls13 { control, .. } => self.edge_finished && len > control,
+                Version::Tls13 { control, .. } => {
+                    self.origin_alert |= self.edge_finished && len <= control;
+                    self.edge_finished && len > control
+                }
             };
             if keep && self.data.len() < MAX_DATA {
                 self.data.push((len, ts_ns));
@@ -149,20 +165,20 @@ impl Records {
         }
     }
 
-    /// Session tickets recognised: a leading run of two or more records of
-    /// one (small) length.
+    /// Session tickets recognised: OpenSSL's two, the first two records
+    /// after the edge's `Finished`, of one small length. (A response record
+    /// of the ticket's length after them is the third. Not by timing: with
+    /// Nagle the second ticket may wait for the edge's next segment.)
     pub fn tickets(&self, v: Version) -> usize {
-        let Version::Tls13 { .. } = v else {
+        let Version::Tls13 {
+            two_tickets: true, ..
+        } = v
+        else {
             return 0;
         };
-        let Some(&(first, _)) = self.data.first() else {
-            return 0;
-        };
-        let run = self.data.iter().take_while(|(l, _)| *l == first).count();
-        if run >= 2 && first <= TICKET_MAX {
-            run
-        } else {
-            0
+        match self.data.as_slice() {
+            [(a, _), (b, _), ..] if a == b && *a <= TICKET_MAX => 2,
+            _ => 0,
         }
     }
 
@@ -225,7 +241,7 @@ mod tests {
         Version::of(&ServerHello {
             version: 0x0304,
             cipher: 0x1301,
-            hello_retry_request: false,
+            ..ServerHello::default()
         })
         .unwrap()
     }
@@ -277,21 +293,23 @@ mod tests {
         let sh = |version, cipher| ServerHello {
             version,
             cipher,
-            hello_retry_request: false,
+            ..ServerHello::default()
         };
         assert_eq!(Version::of(&sh(0x0303, 0xc02f)), Some(Version::Tls12));
         assert_eq!(
             Version::of(&sh(0x0304, 0x1302)),
             Some(Version::Tls13 {
                 finished: 69,
-                control: 22
+                control: 22,
+                two_tickets: true
             })
         );
         assert_eq!(
             Version::of(&sh(0x0304, 0x1305)),
             Some(Version::Tls13 {
                 finished: 45,
-                control: 14
+                control: 14,
+                two_tickets: true
             })
         );
         assert_eq!(Version::of(&sh(0x0304, 0x00ff)), None);
@@ -411,5 +429,51 @@ mod tests {
         assert!(c.r.lost);
         assert_eq!(c.origin(&record(23, 10)), None);
         assert_eq!(c.edge(&record(23, 10)), None);
+    }
+
+    #[test]
+    fn tls13_tickets_are_two_in_a_full_handshake() {
+        // A response of the ticket's length after the two tickets is the third record.
+        let mut c = Conn::new(tls13());
+        c.edge(&record(23, 53));
+        let seg = records(&[(23, 250), (23, 250), (23, 250)]);
+        assert_eq!(c.origin(&seg), Some(certain(250, 1)));
+        assert_eq!(c.tickets(), 2);
+        // A resumed session gets one ticket (OpenSSL), so a response of its
+        // length would make two; after a HelloRetryRequest the final
+        // ServerHello is not read. No tickets are recognised in either.
+        for sh in [
+            ServerHello {
+                version: 0x0304,
+                cipher: 0x1301,
+                resumed: true,
+                ..ServerHello::default()
+            },
+            ServerHello {
+                version: 0x0304,
+                cipher: 0x1301,
+                hello_retry_request: true,
+                ..ServerHello::default()
+            },
+        ] {
+            let mut c = Conn::new(Version::of(&sh).unwrap());
+            c.edge(&record(23, 53));
+            assert_eq!(
+                c.origin(&records(&[(23, 250), (23, 250)])),
+                Some(certain(250, 1))
+            );
+            assert_eq!(c.tickets(), 0);
+        }
+    }
+
+    #[test]
+    fn tls13_client_certificate_and_origin_alert_are_noted() {
+        let mut c = Conn::new(tls13());
+        // Certificate, CertificateVerify, Finished; the request.
+        assert_eq!(c.edge(&records(&[(23, 900), (23, 100), (23, 53)])), None);
+        assert_eq!(c.edge(&record(23, 120)), Some(120));
+        assert!(c.r.edge_certificate && !c.r.origin_alert);
+        assert_eq!(c.origin(&record(23, 19)), None);
+        assert!(c.r.origin_alert);
     }
 }

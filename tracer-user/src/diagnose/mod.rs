@@ -653,7 +653,7 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
                 f.app.first_out_ns,
                 f.app.request_ns,
             ) {
-                if first >= req {
+                if first >= req && f.app.response_timing_reliable() {
                     f.latency.request_to_first_byte = Some((first - req) / 1_000);
                 }
             }

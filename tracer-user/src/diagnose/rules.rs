@@ -136,7 +136,7 @@ pub(super) fn classify_app(
         }
         // TLS 1.2 record types leave no doubt; TLS 1.3 records are told
         // apart by their lengths (see tls_records).
-        let confidence = if tls13 {
+        let confidence = if a.server_hello.is_some_and(|s| s.version == 0x0304) {
             Confidence::Medium
         } else {
             Confidence::High
@@ -178,6 +178,9 @@ fn no_response(f: &FlowState, response_timed_out: bool) -> Option<Cause> {
         return None;
     }
     let unseen = |seq: Option<u32>| seq.is_some_and(|s| a.origin_sent_unseen(s, f.origin_isn));
+    if (f.rst_out_late || f.fin_out) && a.tls_client_auth_refused() {
+        return None;
+    }
     if f.rst_out_late {
         return (!unseen(f.rst_out_seq)).then_some(Cause::ResetAfterRequest);
     }

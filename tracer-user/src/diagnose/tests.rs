@@ -880,6 +880,29 @@ fn tls_responses_and_doubtful_records_make_no_finding() {
             .edge(&record(23, &[0; 19]))
             .origin(&[ticket.clone(), ticket.clone()].concat())
             .origin_closes(K::FinOut),
+        // TLS 1.3 with a client certificate: the origin's alert-sized
+        // record and FIN, no tickets, may refuse the certificate.
+        Wire::new(8)
+            .edge(&client_hello(0x0304))
+            .origin(
+                &[
+                    server_hello(0x0304),
+                    record(23, &[0; 900]),
+                    record(23, &[0; 53]),
+                ]
+                .concat(),
+            )
+            .edge(
+                &[
+                    record(23, &[0; 700]),
+                    record(23, &[0; 80]),
+                    record(23, &[0; 53]),
+                ]
+                .concat(),
+            )
+            .edge(&req)
+            .origin(&record(23, &[0; 19]))
+            .origin_closes(K::FinOut),
         // Origin bytes that were not seen may have been the response.
         tls12_after_hellos(5)
             .edge(&req)

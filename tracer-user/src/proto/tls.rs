@@ -23,6 +23,7 @@ const HS_SERVER_HELLO: u8 = 2;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
+const EXT_PRE_SHARED_KEY: u16 = 41;
 const EXT_KEY_SHARE: u16 = 51;
 
 /// The `ServerHello.random` that marks a `HelloRetryRequest`
@@ -170,6 +171,9 @@ pub struct ServerHello {
     /// The message is a TLS 1.3 `HelloRetryRequest`: the origin asks for
     /// another key share.
     pub hello_retry_request: bool,
+    /// TLS 1.3: the origin accepted a pre-shared key (`pre_shared_key`
+    /// extension): a resumed session.
+    pub resumed: bool,
 }
 
 /// A plaintext TLS alert.
@@ -551,6 +555,7 @@ fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         version: legacy_version,
         cipher,
         hello_retry_request: random == HRR_RANDOM,
+        resumed: false,
     };
     if r.is_empty() {
         return Some(hello); // no extensions
@@ -568,6 +573,8 @@ fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
                 return None;
             };
             hello.version = u16::from_be_bytes([hi, lo]);
+        } else if ext_type == EXT_PRE_SHARED_KEY {
+            hello.resumed = true;
         }
     }
     Some(hello)
