@@ -225,10 +225,25 @@ fn server_flight_in_one_segment() {
     let sh = r.server_hello.unwrap();
     assert_eq!(version_name(sh.version), "TLS1.3");
     assert_eq!(sh.cipher, 0x1301);
-    assert!(!sh.hello_retry_request);
+    assert!(!sh.hello_retry_request && !sh.resumed);
     // Cut in the last record.
     let r = scan(&data[..data.len() - 10]);
     assert!(r.truncated && r.server_hello.is_some());
+}
+
+#[test]
+fn resumed_session_is_told_by_pre_shared_key() {
+    // supported_versions TLS 1.3, then pre_shared_key selecting identity 0.
+    let mut body = vec![3, 3];
+    body.extend([2; 32]);
+    body.push(0);
+    body.extend([0x13, 0x02, 0]);
+    let mut exts = ext(43, &[3, 4]);
+    exts.extend(ext(41, &[0, 0]));
+    body.extend_from_slice(&be16(exts.len()));
+    body.extend(exts);
+    let sh = scan(&record(22, &handshake(2, &body))).server_hello.unwrap();
+    assert!(sh.resumed && sh.version == 0x0304 && sh.cipher == 0x1302);
 }
 
 #[test]
