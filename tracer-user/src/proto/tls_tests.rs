@@ -242,7 +242,9 @@ fn resumed_session_is_told_by_pre_shared_key() {
     exts.extend(ext(41, &[0, 0]));
     body.extend_from_slice(&be16(exts.len()));
     body.extend(exts);
-    let sh = scan(&record(22, &handshake(2, &body))).server_hello.unwrap();
+    let sh = scan(&record(22, &handshake(2, &body)))
+        .server_hello
+        .unwrap();
     assert!(sh.resumed && sh.version == 0x0304 && sh.cipher == 0x1302);
 }
 
