@@ -64,27 +64,15 @@ impl Certs {
         .expect("write ca.cnf");
         let ca = dir.join("ca.pem");
         let ca_key = dir.join("ca.key");
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &path(&ca_key),
-            "-out",
-            &path(&ca),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={CA_NAME}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+        self_signed_p256(
+            &ca_key,
+            &ca,
+            CA_NAME,
+            &[
+                "basicConstraints=critical,CA:TRUE",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
         Certs {
             dir,
             ca,
@@ -110,25 +98,7 @@ impl Certs {
     /// A self-signed certificate for `name` with the DNS names `sans`.
     pub fn self_signed(&self, name: &str, sans: &[&str]) -> Leaf {
         let leaf = self.paths(name);
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &path(&leaf.key),
-            "-out",
-            &path(&leaf.cert),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            &san_line(sans),
-        ]);
+        self_signed_p256(&leaf.key, &leaf.cert, name, &[&san_line(sans)]);
         leaf
     }
 
@@ -195,6 +165,33 @@ impl Certs {
         ]);
         leaf
     }
+}
+
+/// A new P-256 key in `key` and a self-signed certificate for it in `cert`
+/// (CN `cn`, 30 days, the extensions `exts`).
+fn self_signed_p256(key: &Path, cert: &Path, cn: &str, exts: &[&str]) {
+    let (key, cert, subj) = (path(key), path(cert), format!("/CN={cn}"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+        "-days",
+        "30",
+        "-subj",
+        &subj,
+    ];
+    for e in exts {
+        args.extend(["-addext", e]);
+    }
+    openssl(&args);
 }
 
 fn san_line(sans: &[&str]) -> String {
@@ -382,8 +379,14 @@ impl EdgeCurl {
 
     /// Over IPv6.
     #[must_use]
-    pub fn v6(mut self) -> EdgeCurl {
-        self.family = Family::V6;
+    pub fn v6(self) -> EdgeCurl {
+        self.over(Family::V6)
+    }
+
+    /// Over `family`.
+    #[must_use]
+    pub fn over(mut self, family: Family) -> EdgeCurl {
+        self.family = family;
         self
     }
 

@@ -2,9 +2,9 @@
 //! plain HTTP, a 20 KiB header block and several certificates chosen by SNI,
 //! shared by the scenario tests and the live-versus-capture tests.
 
-use crate::lab::Lab;
+use crate::lab::{Family, Lab};
 use crate::nginx::Nginx;
-use crate::tls::{filler_headers, http_server, start_nginx, Certs, EdgeCurl, TlsServer};
+use crate::tls::{filler_headers, http_server, s_client, start_nginx, Certs, EdgeCurl, TlsServer};
 
 /// nginx on the origin: one port per TLS fault, plain HTTP, and a port
 /// with several certificates chosen by SNI.
@@ -106,6 +106,46 @@ impl Origin {
     pub fn trusting(&self, c: EdgeCurl) -> EdgeCurl {
         let ca = self.certs.ca.to_string_lossy().into_owned();
         c.args(&["--cacert", &ca])
+    }
+
+    /// Healthy traffic from the edge: HTTPS over TLS 1.2 and 1.3 (IPv4 and
+    /// IPv6), a TLS 1.3 handshake that ends without a request (`s_client`),
+    /// plain HTTP over both families. Each checked from the client's side;
+    /// returns the number of connections.
+    pub fn healthy_traffic(&self, lab: &Lab) -> u64 {
+        let mut connections = 0;
+        for (versions, family) in [
+            (&["--tlsv1.2", "--tls-max", "1.2"][..], Family::V4),
+            (&["--tlsv1.3"][..], Family::V4),
+            (&["--tlsv1.3"][..], Family::V6),
+        ] {
+            let c = EdgeCurl::https(port::SITES).host(GOOD).over(family);
+            let r = self.trusting(c).args(versions).run(lab);
+            assert!(r.ok() && r.body == "ok\n", "{versions:?} {family:?}: {r:?}");
+            connections += 1;
+        }
+        let ca = self.ca();
+        let out = s_client(
+            lab,
+            Family::V4,
+            port::SITES,
+            &[
+                "-tls1_3",
+                "-verify_return_error",
+                "-CAfile",
+                &ca,
+                "-servername",
+                GOOD,
+            ],
+        );
+        assert!(out.success(), "s_client to the good certificate: {out:?}");
+        connections += 1;
+        for family in [Family::V4, Family::V6] {
+            let r = EdgeCurl::http(port::HTTP).over(family).run(lab);
+            assert!(r.ok() && r.body == "ok\n", "HTTP {family:?}: {r:?}");
+            connections += 1;
+        }
+        connections
     }
 
     /// Path of the lab's test CA.

@@ -30,13 +30,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the slow backend holds its response back.
 const SLOW_BY: Duration = Duration::from_secs(5);
 
-fn in_family(c: EdgeCurl, family: Family) -> EdgeCurl {
-    match family {
-        Family::V4 => c,
-        Family::V6 => c.v6(),
-    }
-}
-
 fn edge(lab: &Lab, family: Family) -> IpAddr {
     lab.client_addr(family, Source::Edge)
 }
@@ -148,7 +141,10 @@ fn refusing_clients(lab: &Lab, origin: &Origin, close: &Backend, reset: &Backend
     // tls_closed_during_handshake: backends closing / resetting after the
     // ClientHello.
     for (backend, family) in [(close, Family::V4), (reset, Family::V6)] {
-        let r = in_family(EdgeCurl::https(backend.port).args(&["-k"]), family).run(lab);
+        let r = EdgeCurl::https(backend.port)
+            .args(&["-k"])
+            .over(family)
+            .run(lab);
         assert_eq!(r.code, Some(35), "TLS to {backend:?}: {r:?}");
         assert!(
             backend.wait_log("bytes from", Duration::from_secs(2)),
@@ -220,11 +216,10 @@ fn failing_http_clients(lab: &Lab, rec: &Recording, backends: [&Backend; 4]) {
     let [close, reset, banner, slow] = backends;
     let e4 = edge(lab, Family::V4);
     let http = |backend: &Backend, family: Family| {
-        in_family(
-            EdgeCurl::http(backend.port).max_time(Duration::from_secs(8)),
-            family,
-        )
-        .run(lab)
+        EdgeCurl::http(backend.port)
+            .max_time(Duration::from_secs(8))
+            .over(family)
+            .run(lab)
     };
 
     for family in [Family::V4, Family::V6] {
@@ -541,39 +536,7 @@ fn healthy_tls_and_http_agree() {
     let origin = Origin::start(lab);
     let ports = format!("{},{}", port::SITES, port::HTTP);
     let rec = Recording::start(lab, Tap::OriginVeth, &ports);
-    let mut connections = 0;
-    for (versions, family) in [
-        (&["--tlsv1.2", "--tls-max", "1.2"][..], Family::V4),
-        (&["--tlsv1.3"][..], Family::V4),
-        (&["--tlsv1.3"][..], Family::V6),
-    ] {
-        let c = origin.trusting(in_family(EdgeCurl::https(port::SITES).host(GOOD), family));
-        let r = c.args(versions).run(lab);
-        assert!(r.ok() && r.body == "ok\n", "{versions:?} {family:?}: {r:?}");
-        connections += 1;
-    }
-    // A completed TLS 1.3 handshake without a request.
-    let ca = origin.ca();
-    let out = s_client(
-        lab,
-        Family::V4,
-        port::SITES,
-        &[
-            "-tls1_3",
-            "-verify_return_error",
-            "-CAfile",
-            &ca,
-            "-servername",
-            GOOD,
-        ],
-    );
-    assert!(out.success(), "s_client to the good certificate: {out:?}");
-    connections += 1;
-    for family in [Family::V4, Family::V6] {
-        let r = in_family(EdgeCurl::http(port::HTTP), family).run(lab);
-        assert!(r.ok() && r.body == "ok\n", "HTTP {family:?}: {r:?}");
-        connections += 1;
-    }
+    let connections = origin.healthy_traffic(lab);
 
     let runs = rec.finish(&[]);
     assert!(

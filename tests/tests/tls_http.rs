@@ -74,10 +74,9 @@ fn s_client_alert(out: &Outcome, dir: &str, name: &str, clear: bool, what: &str)
 
 /// TLS 1.2-only curl to the TLS 1.3-only origin: `protocol_version`.
 fn tls12_curl_to_tls13_origin(lab: &Lab, family: Family) {
-    let mut c = EdgeCurl::https(port::TLS13_ONLY).args(&["-k", "--tlsv1.2", "--tls-max", "1.2"]);
-    if family == Family::V6 {
-        c = c.v6();
-    }
+    let c = EdgeCurl::https(port::TLS13_ONLY)
+        .args(&["-k", "--tlsv1.2", "--tls-max", "1.2"])
+        .over(family);
     curl_failed(
         &c.run(lab),
         35,
@@ -140,10 +139,7 @@ fn unknown_name_s_client(lab: &Lab) {
 
 /// https to the plain-HTTP port: nginx answers the `ClientHello` with a 400.
 fn https_to_plain_http(lab: &Lab, family: Family) {
-    let mut c = EdgeCurl::https(port::HTTP).args(&["-k"]);
-    if family == Family::V6 {
-        c = c.v6();
-    }
+    let c = EdgeCurl::https(port::HTTP).args(&["-k"]).over(family);
     curl_failed(
         &c.run(lab),
         35,
@@ -162,10 +158,7 @@ fn https_to_plain_http_s_client(lab: &Lab, family: Family) {
 
 /// https to a backend that closes (FIN) or resets after the `ClientHello`.
 fn tls_to_closing_backend(lab: &Lab, backend: &Backend, family: Family) {
-    let mut c = EdgeCurl::https(backend.port).args(&["-k"]);
-    if family == Family::V6 {
-        c = c.v6();
-    }
+    let c = EdgeCurl::https(backend.port).args(&["-k"]).over(family);
     let r = c.run(lab);
     assert_eq!(r.code, Some(35), "TLS to a closing backend: {r:?}");
     assert!(
@@ -276,10 +269,9 @@ fn tls13_edge_aborts(lab: &Lab, family: Family, how: Abort) {
 
 /// An HTTP request to a backend that misbehaves after reading it.
 fn http_to_backend(lab: &Lab, backend: &Backend, family: Family) -> integration_tests::CurlResult {
-    let mut c = EdgeCurl::http(backend.port).max_time(Duration::from_secs(8));
-    if family == Family::V6 {
-        c = c.v6();
-    }
+    let c = EdgeCurl::http(backend.port)
+        .max_time(Duration::from_secs(8))
+        .over(family);
     c.run(lab)
 }
 
@@ -919,12 +911,10 @@ fn https_to_backend(
     version: &str,
     family: Family,
 ) -> integration_tests::CurlResult {
-    let mut c = EdgeCurl::https(backend.port)
+    let c = EdgeCurl::https(backend.port)
         .args(&["-k", &format!("--tlsv{version}"), "--tls-max", version])
-        .max_time(Duration::from_secs(8));
-    if family == Family::V6 {
-        c = c.v6();
-    }
+        .max_time(Duration::from_secs(8))
+        .over(family);
     let r = c.run(lab);
     assert!(
         backend.wait_log(&format!("TLSv{version}"), Duration::from_secs(2)),
@@ -1147,51 +1137,7 @@ fn healthy_tls_and_http_make_no_findings_and_are_timed() {
     let origin = Origin::start(&lab);
     let ports = format!("{},{}", port::SITES, port::HTTP);
     let agent = start_agent(&lab, &["--ports", &ports]);
-    let mut connections = 0;
-    for (version, family) in [
-        ("--tlsv1.2", Family::V4),
-        ("--tlsv1.3", Family::V4),
-        ("--tlsv1.3", Family::V6),
-    ] {
-        let mut c = EdgeCurl::https(port::SITES).host(GOOD);
-        if family == Family::V6 {
-            c = c.v6();
-        }
-        let mut args = vec![version];
-        if version == "--tlsv1.2" {
-            args.extend(["--tls-max", "1.2"]);
-        }
-        let r = origin.trusting(c).args(&args).run(&lab);
-        assert!(r.ok() && r.body == "ok\n", "{version} {family:?}: {r:?}");
-        connections += 1;
-    }
-    // s_client finishes the TLS 1.3 handshake, then closes without a
-    // request: not a failure either.
-    let ca = origin.ca();
-    let out = s_client(
-        &lab,
-        Family::V4,
-        port::SITES,
-        &[
-            "-tls1_3",
-            "-verify_return_error",
-            "-CAfile",
-            &ca,
-            "-servername",
-            GOOD,
-        ],
-    );
-    assert!(out.success(), "s_client to the good certificate: {out:?}");
-    connections += 1;
-    for family in [Family::V4, Family::V6] {
-        let mut c = EdgeCurl::http(port::HTTP);
-        if family == Family::V6 {
-            c = c.v6();
-        }
-        let r = c.run(&lab);
-        assert!(r.ok() && r.body == "ok\n", "HTTP {family:?}: {r:?}");
-        connections += 1;
-    }
+    let connections = origin.healthy_traffic(&lab);
     let lines = finish(agent);
     assert!(
         findings(&lines).is_empty(),
