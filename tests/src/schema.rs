@@ -698,8 +698,17 @@ fn check_flow(e: &mut Errors, at: &str, flow: &Value) {
 /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 fn is_timestamp(ts: &str) -> bool {
     let b = ts.as_bytes();
-    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
     b.len() == 27
+        && starts_with_date_time(b)
+        && b[19] == b'.'
+        && b[20..26].iter().all(u8::is_ascii_digit)
+        && b[26] == b'Z'
+}
+
+/// `b` starts with `YYYY-MM-DDTHH:MM:SS`.
+fn starts_with_date_time(b: &[u8]) -> bool {
+    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
+    b.len() >= 19
         && digits(0..4)
         && b[4] == b'-'
         && digits(5..7)
@@ -711,9 +720,6 @@ fn is_timestamp(ts: &str) -> bool {
         && digits(14..16)
         && b[16] == b':'
         && digits(17..19)
-        && b[19] == b'.'
-        && digits(20..26)
-        && b[26] == b'Z'
 }
 
 /// Checks a whole run, live or `analyze`: every line valid, first `start`,

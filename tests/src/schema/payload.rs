@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{
-    class_of, optional_fields, Errors, ALERT_CAUSES, ALERT_FROM, CERT_CHECK_OPTIONAL,
-    CERT_PROBLEMS, HEADER_LIMIT, HTTP_CLASSES, HTTP_FIELDS, HTTP_OPTIONAL, TLS_ALERT_FIELDS,
-    TLS_CLASSES, TLS_FIELDS,
+    class_of, optional_fields, starts_with_date_time, Errors, ALERT_CAUSES, ALERT_FROM,
+    CERT_CHECK_OPTIONAL, CERT_PROBLEMS, HEADER_LIMIT, HTTP_CLASSES, HTTP_FIELDS, HTTP_OPTIONAL,
+    TLS_ALERT_FIELDS, TLS_CLASSES, TLS_FIELDS,
 };
 
 /// A finding's `tls` object.
@@ -183,21 +183,7 @@ pub(super) fn check_cert_check(e: &mut Errors, line: &Value) {
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`: RFC 3339 (upper-case).
 pub fn is_rfc3339(t: &str) -> bool {
-    let b = t.as_bytes();
-    let digits = |r: std::ops::Range<usize>| r.into_iter().all(|i| b[i].is_ascii_digit());
-    if b.len() < 20
-        || !(digits(0..4)
-            && b[4] == b'-'
-            && digits(5..7)
-            && b[7] == b'-'
-            && digits(8..10)
-            && b[10] == b'T'
-            && digits(11..13)
-            && b[13] == b':'
-            && digits(14..16)
-            && b[16] == b':'
-            && digits(17..19))
-    {
+    if t.len() < 20 || !starts_with_date_time(t.as_bytes()) {
         return false;
     }
     let mut rest = &t[19..];
