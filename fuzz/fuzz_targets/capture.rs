@@ -7,7 +7,7 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use tracer_user::{
+use tracer_user::source::{
     capture::{decode, packets::Packetizer, reader},
     ranges::EdgeRanges,
 };

@@ -1,12 +1,12 @@
 //! Fuzz target `decode`: the first byte picks one of the link types
-//! `capture::decode::decode` reads, the rest is the frame; the decoded
+//! `source::capture::decode::decode` reads, the rest is the frame; the decoded
 //! packet goes through a `Packetizer`. Nothing may panic.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pcap_file::DataLink;
-use tracer_user::{
+use tracer_user::source::{
     capture::{
         decode::{self, Transport},
         packets::Packetizer,

@@ -12,8 +12,10 @@ use etherparse::PacketBuilder;
 use tracer_ebpf::{kind, RawEvent};
 use tracer_user::{
     cli::Args,
-    event::{decode_snapshot, is_snapshot, read_raw, KernelNames, PacketSnap},
-    kernel::attach::load_configured,
+    source::kernel::{
+        attach::load_configured,
+        records::{decode_snapshot, is_snapshot, read_raw, KernelNames, PacketSnap},
+    },
 };
 
 const EDGE4: [u8; 4] = [198, 18, 9, 1];

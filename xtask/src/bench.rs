@@ -25,7 +25,10 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use clap::Parser;
 use etherparse::PacketBuilder;
 use integration_tests::{Agent, Lab, Nginx};
-use tracer_user::{cli::Args, event::KernelNames, kernel::attach::load_configured};
+use tracer_user::{
+    cli::Args,
+    source::kernel::{attach::load_configured, records::KernelNames},
+};
 
 const REPEAT: u32 = 1_000_000;
 const PHASE: Duration = Duration::from_secs(4);

@@ -5,14 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+pub mod finding;
+pub mod payload;
 mod rules;
 pub mod timing;
 
-use crate::{
-    app::App,
-    event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow},
-    finding::{hint, Cause, Evidence, EvidenceKind, Finding},
-};
+use crate::source::event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow};
+use finding::{hint, Cause, Evidence, EvidenceKind, Finding};
+use payload::App;
 use rules::{classify, classify_app, is_routine_drop, is_syn};
 pub use timing::Timing;
 
@@ -548,7 +548,12 @@ fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
     }
 }
 
-type Decision = (u64, Cause, crate::finding::Confidence, Option<String>);
+type Decision = (
+    u64,
+    Cause,
+    crate::diagnose::finding::Confidence,
+    Option<String>,
+);
 
 /// A handshake whose time has come: (decided at, cause, confidence, detail).
 fn decide_handshake(f: &mut FlowState, now_ns: u64, syn_timeout_ns: u64) -> Option<Decision> {
@@ -634,7 +639,8 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
                 .on_payload(e.ts_ns, *outbound, e.seq, bytes, cfg.keep_path);
             let decisive = !facts.is_empty()
                 && (f.app.alerts.iter().any(|a| {
-                    a.from_origin || crate::app::is_certificate_alert(a.alert.description)
+                    a.from_origin
+                        || crate::diagnose::payload::is_certificate_alert(a.alert.description)
                 }) || f.app.not_tls
                     || f.app.not_http()
                     || f.app.oversized_headers().is_some());

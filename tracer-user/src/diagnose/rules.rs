@@ -2,11 +2,11 @@
 //! handshake's (521/522) and, after it, the payload's (520/524/525/526).
 
 use super::FlowState;
-use crate::{
-    app::is_certificate_alert,
-    event::FlowEventKind,
+use super::{
     finding::{Cause, Confidence},
+    payload::is_certificate_alert,
 };
+use crate::source::event::FlowEventKind;
 
 /// Drops that are routine, not evidence, and would read like a cause: the
 /// retransmitted SYN the kernel frees once its request socket has answered

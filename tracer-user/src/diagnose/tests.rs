@@ -1,8 +1,8 @@
 //! Unit tests of the diagnoser on event sequences as the kernel reports them.
 
 use super::*;
-use crate::event::{Event, Flow, FlowEvent, FlowEventKind as K, ListenOverflow};
-use crate::finding::Confidence;
+use crate::diagnose::finding::Confidence;
+use crate::source::event::{Event, Flow, FlowEvent, FlowEventKind as K, ListenOverflow};
 
 const MS: u64 = 1_000_000;
 const SYN: u8 = 0x02;

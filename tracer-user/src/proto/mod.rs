@@ -14,6 +14,7 @@
 
 pub mod http;
 pub mod tls;
+pub mod tls_records;
 
 #[cfg(test)]
 mod capture_tests;

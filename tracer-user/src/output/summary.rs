@@ -1,12 +1,19 @@
-//! The summary line, shared by the live agent and capture analysis.
+//! The summary line, shared by the live agent and capture analysis, and the
+//! one counter type the pipeline keeps for it.
 
 use serde_json::{json, Map, Value};
 
-use crate::{diagnose::Diagnoser, finding::Cause, finding::SCHEMA_VERSION};
+use crate::diagnose::{
+    finding::{Cause, SCHEMA_VERSION},
+    Stats,
+};
 
-/// What the source and the sink counted.
+/// What the source, the pipeline and the sink counted (the diagnoser's own
+/// counts are its [`Stats`]).
 #[derive(Debug, Default)]
 pub struct Counts {
+    /// Kernel records that could not be decoded (logged, not in the line).
+    pub decode_errors: u64,
     pub duration_ms: u64,
     pub events_received: u64,
     pub events_lost: u64,
@@ -17,8 +24,7 @@ pub struct Counts {
 }
 
 /// The schema v1 `summary` line.
-pub fn summary(diag: &Diagnoser, c: &Counts, ts: &str) -> Value {
-    let stats = diag.stats();
+pub fn summary(stats: &Stats, c: &Counts, ts: &str) -> Value {
     let findings: Map<String, Value> = Cause::ALL
         .iter()
         .map(|cause| {

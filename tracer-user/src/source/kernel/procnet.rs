@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use crate::event::ListenOverflow;
+use crate::source::event::ListenOverflow;
 
 /// Value of `TcpExt: ListenOverflows` in a /proc/net/netstat text.
 pub fn listen_overflows(netstat: &str) -> Option<u64> {

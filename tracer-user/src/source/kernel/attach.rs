@@ -23,8 +23,7 @@ use super::{
 };
 use crate::{
     cli::{AttachMode, Settings},
-    event::KernelNames,
-    ranges::Cidr,
+    source::{kernel::records::KernelNames, ranges::Cidr},
 };
 
 /// The kernel object, built by `cargo xtask build-ebpf` and committed.

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use crate::certcheck::{self, CertCheck, Limiter};
+use super::{CertCheck, Limiter};
 
 /// Handshake timeout of one check.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,12 +33,8 @@ impl CertWatch {
                     let now = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
-                    let check = certcheck::check(
-                        addr,
-                        &sni,
-                        TIMEOUT,
-                        i64::try_from(now).unwrap_or(i64::MAX),
-                    );
+                    let check =
+                        super::check(addr, &sni, TIMEOUT, i64::try_from(now).unwrap_or(i64::MAX));
                     if tx.send(check).is_err() {
                         break;
                     }

@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::{
-    finding::EvidenceKind,
-    proto::{http, tls},
+use super::finding::EvidenceKind;
+use crate::proto::{
+    http, tls,
     tls_records::{Records, Version},
 };
 

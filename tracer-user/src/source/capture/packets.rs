@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::decode::{Decoded, Transport};
-use crate::{
+use crate::source::{
     event::{Flow, FlowEvent, FlowEventKind},
     ranges::EdgeRanges,
 };
@@ -222,7 +222,7 @@ impl Packetizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::decode::Quoted;
+    use crate::source::capture::decode::Quoted;
 
     fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Decoded<'static> {
         Decoded {

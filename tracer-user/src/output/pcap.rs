@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::{
     clock::WallClock,
-    event::{Flow, PacketSnap},
+    source::{event::Flow, kernel::records::PacketSnap},
 };
 
 /// Most bytes of snapshots held in memory while waiting for verdicts.

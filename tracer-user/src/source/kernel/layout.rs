@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tracer_ebpf::{addr_layout, DropLayout, Settings, TpLayout};
 
 use super::{btf::Btf, tracefs::Format};
-use crate::event::KernelNames;
+use crate::source::kernel::records::KernelNames;
 
 /// The socket tracepoints we use, with the kind-specific fields they carry.
 pub struct SockProbe {

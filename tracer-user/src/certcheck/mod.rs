@@ -31,6 +31,8 @@
 //! `handshake_failed`. [`Limiter`] keeps this to one check per SNI per interval and a bounded
 //! number of checks per interval overall, never a flood.
 
+pub mod watch;
+
 use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -50,7 +52,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 use crate::clock::rfc3339_from_unix_ns;
-use crate::finding::SCHEMA_VERSION;
+use crate::diagnose::finding::SCHEMA_VERSION;
 
 /// The leaf's notAfter is in the past.
 pub const EXPIRED: &str = "expired";

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use crate::event::{flags_name, icmp_name, Flow, FlowEventKind};
+use crate::source::event::{flags_name, icmp_name, Flow, FlowEventKind};
 
 /// Version of the JSON output schema (docs/SCHEMA.md).
 pub const SCHEMA_VERSION: u32 = 1;

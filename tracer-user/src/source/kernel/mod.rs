@@ -6,6 +6,8 @@ pub mod attach;
 pub mod btf;
 pub mod layout;
 pub mod procnet;
+pub mod records;
+pub mod snapshots;
 pub mod tracefs;
 
 use std::{fs, path::Path};

@@ -67,7 +67,7 @@ impl Sink {
     fn render(&self, v: &Value) -> String {
         let mut s = match self.format {
             Format::Json => v.to_string(),
-            Format::Pretty => crate::pretty::render(v),
+            Format::Pretty => crate::output::pretty::render(v),
         };
         s.push('\n');
         s
