@@ -6,12 +6,17 @@
 //! `start` and `summary`), plus checks across a whole run, live or `analyze`
 //! (first line `start`, last `summary`, counts agree, one source throughout).
 //!
+//! Every line is also validated against docs/schema-v1.json itself by an
+//! independent JSON Schema validator (the `jsonschema` crate), so a line the
+//! published schema rejects fails even where the tables here would pass it.
+//!
 //! The tables here are kept equal to schema-v1.json by unit tests; the checks
 //! of the payload objects and `cert_check` are in `payload`, those of the
 //! summary in `summary`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -298,6 +303,7 @@ pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
             ("edge_prefixes", Object),
             ("all_sources", Boolean),
             ("syn_timeout_ms", Integer),
+            ("response_timeout_ms", Integer),
             ("probes", Array),
             ("stale_removed", Array),
         ],
@@ -309,7 +315,7 @@ pub fn required_fields(line_type: &str) -> &'static [(&'static str, Kind)] {
             ("evidence", Array),
             ("hint", String),
         ],
-        "event" => &[("event", String), ("flow", Object)],
+        "event" => &[("event", String)],
         "inconclusive" => &[
             ("source", String),
             ("flow", Object),
@@ -401,9 +407,25 @@ impl Errors {
     }
 }
 
+/// docs/schema-v1.json, compiled once.
+fn published_schema() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(include_str!("../../docs/schema-v1.json"))
+            .expect("docs/schema-v1.json is JSON");
+        jsonschema::draft202012::new(&schema).expect("docs/schema-v1.json is a valid schema")
+    })
+}
+
 /// Checks one line; returns what is wrong (empty when valid).
 pub fn check_line(line: &Value) -> Vec<String> {
     let mut e = Errors(Vec::new());
+    for error in published_schema().iter_errors(line) {
+        e.push(
+            "docs/schema-v1.json",
+            format_args!("{error} (at `{}`)", error.instance_path()),
+        );
+    }
     if !line.is_object() {
         e.push("line", format_args!("not a JSON object: {line}"));
         return e.0;
@@ -446,7 +468,14 @@ pub fn check_line(line: &Value) -> Vec<String> {
         "finding" => check_finding(&mut e, line),
         "event" => {
             check_evidence_fields(&mut e, "event", line);
-            check_flow(&mut e, "event.flow", &line["flow"]);
+            // The listen-overflow counter is host-wide: no connection, no flow.
+            let host_wide = line["event"] == "listen_overflow_counter";
+            match line.get("flow") {
+                Some(_) if host_wide => e.push("event.flow", "a host-wide event has no `flow`"),
+                Some(flow) => check_flow(&mut e, "event.flow", flow),
+                None if !host_wide => e.push("event", "missing `flow`"),
+                None => {}
+            }
         }
         "inconclusive" => check_inconclusive(&mut e, line),
         "cert_check" => payload::check_cert_check(&mut e, line),

@@ -463,7 +463,7 @@ pub(crate) fn sample_start() -> Value {
         "kernel": "6.18.0", "attach_mode": "tcx",
         "interfaces": [{"name": "eth0", "ifindex": 2}], "ports": [80, 443],
         "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
-        "syn_timeout_ms": 15000,
+        "syn_timeout_ms": 15000, "response_timeout_ms": 100000,
         "probes": [{"name": "tc_ingress", "status": "attached"},
                    {"name": "tcp:tcp_send_reset", "status": "skipped", "reason": "not in this kernel"}],
         "stale_removed": []})
@@ -484,7 +484,7 @@ pub(crate) fn sample_capture_start() -> Value {
         "capture_file": "/tmp/edge.pcapng", "version": "0.1.0", "kernel": "6.18.0",
         "attach_mode": "none", "interfaces": [], "ports": [80, 443],
         "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
-        "syn_timeout_ms": 3000, "probes": [], "stale_removed": []})
+        "syn_timeout_ms": 3000, "response_timeout_ms": 100000, "probes": [], "stale_removed": []})
 }
 
 pub(crate) fn sample_capture_finding() -> Value {
@@ -541,6 +541,9 @@ fn good_lines_pass() {
     assert_eq!(check_line(&event), Vec::<String>::new());
     let loss = json!({"type": "loss", "schema_version": 1, "ts": TS, "events_lost": 3, "events_lost_total": 5});
     assert_eq!(check_line(&loss), Vec::<String>::new());
+    let overflow = json!({"type": "event", "schema_version": 1, "ts": TS, "source": "kernel",
+        "event": "listen_overflow_counter", "count": 2, "queue": {"port": 80, "accept_queue": 1}});
+    assert_eq!(check_line(&overflow), Vec::<String>::new());
     let run = [sample_start(), sample_finding(), sample_summary(1)];
     assert_eq!(check_run(&run), Vec::<String>::new());
     let mut live = sample_finding();
@@ -768,4 +771,34 @@ fn sample_finding_from(source: &str) -> Value {
     let mut f = sample_finding();
     f["source"] = json!(source);
     f
+}
+
+/// Regression: `--events all` printed the host-wide listen-overflow counter
+/// without a `flow` while the schema required one for every event.
+#[test]
+fn only_the_host_wide_event_has_no_flow() {
+    let mut l = json!({"type": "event", "schema_version": 1, "ts": TS, "event": "syn_in"});
+    fails(&l, "missing `flow`");
+    l["event"] = json!("listen_overflow_counter");
+    l["count"] = json!(1);
+    assert_eq!(check_line(&l), Vec::<String>::new());
+    l["flow"] = sample_finding()["flow"].clone();
+    fails(&l, "host-wide event has no `flow`");
+}
+
+/// Regression: `start.response_timeout_ms` was printed but not in the schema.
+#[test]
+fn start_names_the_response_timeout() {
+    let mut l = sample_start();
+    l.as_object_mut().unwrap().remove("response_timeout_ms");
+    fails(&l, "missing `response_timeout_ms`");
+}
+
+/// The published schema is applied too: a line it rejects fails even where
+/// the checker's own tables would let it pass.
+#[test]
+fn the_published_schema_is_applied() {
+    let mut l = sample_start();
+    l["attach_mode"] = json!(7);
+    fails(&l, "docs/schema-v1.json");
 }
