@@ -463,7 +463,7 @@ pub(crate) fn sample_start() -> Value {
         "kernel": "6.18.0", "attach_mode": "tcx",
         "interfaces": [{"name": "eth0", "ifindex": 2}], "ports": [80, 443],
         "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
-        "syn_timeout_ms": 15000, "response_timeout_ms": 100000,
+        "syn_timeout_ms": 15000, "response_timeout_ms": 100_000,
         "probes": [{"name": "tc_ingress", "status": "attached"},
                    {"name": "tcp:tcp_send_reset", "status": "skipped", "reason": "not in this kernel"}],
         "stale_removed": []})
@@ -484,7 +484,7 @@ pub(crate) fn sample_capture_start() -> Value {
         "capture_file": "/tmp/edge.pcapng", "version": "0.1.0", "kernel": "6.18.0",
         "attach_mode": "none", "interfaces": [], "ports": [80, 443],
         "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
-        "syn_timeout_ms": 3000, "response_timeout_ms": 100000, "probes": [], "stale_removed": []})
+        "syn_timeout_ms": 3000, "response_timeout_ms": 100_000, "probes": [], "stale_removed": []})
 }
 
 pub(crate) fn sample_capture_finding() -> Value {
