@@ -10,8 +10,11 @@ pub mod payload;
 mod rules;
 pub mod timing;
 
-use crate::source::event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow};
-use finding::{hint, Cause, Evidence, EvidenceKind, Finding};
+use crate::source::{
+    event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow},
+    names::{DropReason, TcpState},
+};
+use finding::{hint, Cause, Confidence, Evidence, EvidenceKind, Finding};
 use payload::App;
 use rules::{classify, classify_app, is_routine_drop, is_syn};
 pub use timing::Timing;
@@ -87,6 +90,20 @@ struct Overflow {
     queue: Option<(u16, u32)>,
 }
 
+/// Where a connection is, from its first SYN to its verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    /// The handshake has not completed.
+    #[default]
+    Handshake,
+    /// The handshake completed; no verdict yet.
+    Established,
+    /// It worked (or closed) after its handshake without a cause to name.
+    Healthy,
+    /// A finding was written for it (in its handshake or after).
+    Reported,
+}
+
 #[derive(Debug, Default)]
 struct FlowState {
     /// Initial sequence number of the edge's SYN.
@@ -96,16 +113,14 @@ struct FlowState {
     evidence: Vec<Evidence>,
     synack: u32,
     synack_retrans: u32,
-    established: bool,
-    /// A finding was written for this flow.
-    reported: bool,
+    phase: Phase,
     rst_out: bool,
     send_reset: bool,
     icmp: bool,
     /// Reason the kernel gave for dropping the edge's SYN (or handshake ACK).
-    drop_in: Option<String>,
+    drop_in: Option<DropReason>,
     /// Reason the kernel gave for dropping the origin's SYN-ACK.
-    drop_out: Option<String>,
+    drop_out: Option<DropReason>,
     /// The overflow counter rose while the SYN waited; with the listener's
     /// (port, accept queue) when it could be read.
     listen_overflow: Option<Overflow>,
@@ -123,8 +138,6 @@ struct FlowState {
     origin_isn: Option<u32>,
     fin_in: bool,
     rst_in: bool,
-    /// The connection worked (or closed) without a cause to name.
-    done: bool,
     /// Latencies measured on this connection, counted once it is healthy.
     latency: Latency,
 }
@@ -164,13 +177,26 @@ impl Latency {
 
 impl FlowState {
     fn settled(&self) -> bool {
-        self.done || self.reported
+        matches!(self.phase, Phase::Healthy | Phase::Reported)
+    }
+
+    /// Its handshake completed (whatever came after), and no finding named it.
+    fn established_unreported(&self) -> bool {
+        matches!(self.phase, Phase::Established | Phase::Healthy)
+    }
+
+    fn established(&self) -> bool {
+        self.phase == Phase::Established
     }
 
     /// Still waiting for something that may end in a timeout: the handshake,
     /// or a response to a request.
     fn waiting(&self) -> bool {
-        !self.settled() && (!self.established || self.response_due().is_some())
+        match self.phase {
+            Phase::Handshake => true,
+            Phase::Established => self.response_due().is_some(),
+            Phase::Healthy | Phase::Reported => false,
+        }
     }
 
     /// When a request without a response byte runs out of time.
@@ -247,7 +273,7 @@ impl Diagnoser {
     pub fn count_open_healthy(&mut self) {
         let timing = &mut self.stats.timing;
         for f in self.flows.values_mut() {
-            if f.established && !f.reported && !f.waiting() {
+            if f.established_unreported() && !f.waiting() {
                 f.latency.commit(timing);
             }
         }
@@ -270,9 +296,9 @@ impl Diagnoser {
                 first_ns: f.first_ns,
                 waiting_since_ns: f
                     .response_due()
-                    .filter(|_| f.established)
+                    .filter(|_| f.established())
                     .unwrap_or(f.first_ns),
-                for_response: f.established,
+                for_response: f.established(),
                 evidence: f.evidence.clone(),
             })
             .collect();
@@ -301,7 +327,7 @@ impl Diagnoser {
         };
         if f.settled() {
             self.active.remove(flow);
-            if f.done && !f.reported {
+            if f.phase == Phase::Healthy {
                 f.latency.commit(&mut self.stats.timing);
             }
         } else {
@@ -360,19 +386,19 @@ impl Diagnoser {
         if f.settled() {
             return;
         }
-        if f.established {
+        if f.established() {
             after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis);
             return;
         }
         during_handshake(f, e, &cfg);
-        if f.established {
+        if f.established() {
             self.stats.healthy_handshakes += 1;
             f.decide_at = None;
             if let Some(t) = f.synack_ns {
                 f.latency.syn_to_synack = Some(t.saturating_sub(f.first_ns) / 1_000);
             }
             if !cfg.payload {
-                f.done = true;
+                f.phase = Phase::Healthy;
             } else if is_payload {
                 after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis);
             }
@@ -437,17 +463,23 @@ impl Diagnoser {
             };
             let decision = if f.settled() {
                 None
-            } else if f.established {
+            } else if f.established() {
                 decide_after_handshake(f, now_ns, self.cfg.response_timeout_ns)
             } else {
                 decide_handshake(f, now_ns, self.cfg.syn_timeout_ns)
             };
-            if let Some((decided_at, cause, confidence, detail)) = decision {
-                f.reported = true;
+            if let Some(Decision {
+                at_ns: decided_at,
+                cause,
+                confidence,
+                detail,
+            }) = decision
+            {
+                f.phase = Phase::Reported;
                 *self.stats.findings.entry(cause).or_default() += 1;
                 let detail = detail
-                    .or_else(|| f.drop_in.clone())
-                    .or_else(|| f.drop_out.clone());
+                    .or_else(|| f.drop_in.as_ref().map(ToString::to_string))
+                    .or_else(|| f.drop_out.as_ref().map(ToString::to_string));
                 let about_tls = matches!(cause.class(), "525" | "526");
                 out.push(Finding {
                     ts_ns: decided_at,
@@ -481,10 +513,10 @@ impl Diagnoser {
         let timing = &mut self.stats.timing;
         self.flows.retain(|_, f| {
             let keep = now_ns < f.last_ns + linger
-                || (!f.established && !f.settled() && now_ns < f.first_ns + timeout)
+                || (f.phase == Phase::Handshake && now_ns < f.first_ns + timeout)
                 || f.response_due()
                     .is_some_and(|t| !f.settled() && now_ns < t + response_timeout);
-            if !keep && f.established && !f.reported {
+            if !keep && f.established_unreported() {
                 f.latency.commit(timing);
             }
             keep
@@ -504,11 +536,12 @@ fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
     match &e.kind {
         // Payload before the handshake completed (a capture may order
         // the edge's ACK and first data closely): it counts as completed.
-        FlowEventKind::AckIn | FlowEventKind::Payload { .. } => f.established = true,
-        FlowEventKind::StateChange { from, to }
-            if from == "TCP_SYN_RECV" && to == "TCP_ESTABLISHED" =>
-        {
-            f.established = true;
+        FlowEventKind::AckIn | FlowEventKind::Payload { .. } => f.phase = Phase::Established,
+        FlowEventKind::StateChange {
+            from: TcpState::SynRecv,
+            to: TcpState::Established,
+        } => {
+            f.phase = Phase::Established;
         }
         FlowEventKind::SynAckOut => {
             f.synack += 1;
@@ -534,7 +567,8 @@ fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
             // answered it, and NOT_SPECIFIED says nothing: neither decides.
             let answered = f.synack > 0 || f.synack_retrans > 0;
             let first_syn = is_syn(*tcp_flags) && !answered;
-            if reason != "NOT_SPECIFIED" && (first_syn || reason.contains("LISTEN_OVERFLOW")) {
+            let overflow = *reason == DropReason::TcpListenOverflow;
+            if *reason != DropReason::NotSpecified && (first_syn || overflow) {
                 f.drop_in = Some(reason.clone());
                 f.decide_at = decide_soon;
             }
@@ -548,14 +582,18 @@ fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
     }
 }
 
-type Decision = (
-    u64,
-    Cause,
-    crate::diagnose::finding::Confidence,
-    Option<String>,
-);
+/// A verdict on one flow.
+struct Decision {
+    /// When its evidence was complete (not when the caller ticked).
+    at_ns: u64,
+    cause: Cause,
+    confidence: Confidence,
+    /// What the hint should name (a TLS alert, a header size, how records
+    /// were told apart); else the kernel's drop reason is used.
+    detail: Option<String>,
+}
 
-/// A handshake whose time has come: (decided at, cause, confidence, detail).
+/// A handshake whose time has come.
 fn decide_handshake(f: &mut FlowState, now_ns: u64, syn_timeout_ns: u64) -> Option<Decision> {
     let timeout_at = f.first_ns + syn_timeout_ns;
     let timed_out = now_ns >= timeout_at;
@@ -570,7 +608,12 @@ fn decide_handshake(f: &mut FlowState, now_ns: u64, syn_timeout_ns: u64) -> Opti
         _ => timeout_at.min(now_ns),
     };
     f.decide_at = None;
-    classify(f, timed_out).map(|(c, conf)| (decided_at, c, conf, None))
+    classify(f, timed_out).map(|(cause, confidence)| Decision {
+        at_ns: decided_at,
+        cause,
+        confidence,
+        detail: None,
+    })
 }
 
 /// After the handshake: a decisive payload fact, a close, or a request
@@ -592,8 +635,13 @@ fn decide_after_handshake(
         _ => now_ns,
     };
     f.decide_at = None;
-    if let Some((c, conf, detail)) = classify_app(f, timed_out) {
-        return Some((decided_at, c, conf, detail));
+    if let Some((cause, confidence, detail)) = classify_app(f, timed_out) {
+        return Some(Decision {
+            at_ns: decided_at,
+            cause,
+            confidence,
+            detail,
+        });
     }
     // Closed, or answered, without a cause: nothing more to wait for.
     if f.fin_out
@@ -603,7 +651,7 @@ fn decide_after_handshake(
         || f.app.response_ok()
         || f.app.tls_answered()
     {
-        f.done = true;
+        f.phase = Phase::Healthy;
     }
     None
 }
@@ -666,7 +714,7 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
             if decisive {
                 f.decide_at = decide_soon;
             } else if f.app.response_ok() || f.app.tls_answered() || f.app.records.lost {
-                f.done = true;
+                f.phase = Phase::Healthy;
             }
         }
         FlowEventKind::FinOut => {

@@ -1,12 +1,12 @@
 //! The rules that name a cause from what a connection showed: the
 //! handshake's (521/522) and, after it, the payload's (520/524/525/526).
 
-use super::FlowState;
 use super::{
     finding::{Cause, Confidence},
     payload::is_certificate_alert,
 };
-use crate::source::event::FlowEventKind;
+use super::{FlowState, Phase};
+use crate::source::{event::FlowEventKind, names::DropReason};
 
 /// Drops that are routine, not evidence, and would read like a cause: the
 /// retransmitted SYN the kernel frees once its request socket has answered
@@ -14,13 +14,16 @@ use crate::source::event::FlowEventKind;
 /// purges from its queues (`QUEUE_PURGE`).
 pub(super) fn is_routine_drop(f: &FlowState, kind: &FlowEventKind) -> bool {
     match kind {
-        FlowEventKind::KernelDrop { reason, .. } if reason == "QUEUE_PURGE" => true,
+        FlowEventKind::KernelDrop {
+            reason: DropReason::QueuePurge,
+            ..
+        } => true,
         FlowEventKind::KernelDrop {
             reason,
             outbound: false,
             tcp_flags,
         } => {
-            reason == "NOT_SPECIFIED"
+            *reason == DropReason::NotSpecified
                 && is_syn(*tcp_flags)
                 && (f.synack > 0 || f.synack_retrans > 0)
         }
@@ -40,11 +43,11 @@ pub(super) fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confide
         SynackUnacked,
     };
     use Confidence::{High, Medium};
-    if f.established {
+    if f.phase != Phase::Handshake {
         return None;
     }
-    let drop = f.drop_in.as_deref();
-    if drop.is_some_and(|r| r.contains("LISTEN_OVERFLOW")) {
+    let drop = f.drop_in.as_ref();
+    if drop == Some(&DropReason::TcpListenOverflow) {
         return Some((ListenOverflow, High));
     }
     if f.icmp {
@@ -52,15 +55,15 @@ pub(super) fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confide
     }
     if f.rst_out || f.send_reset {
         return Some(match drop {
-            Some("NETFILTER_DROP") if !f.send_reset => (FirewallReject, High),
-            _ if f.send_reset || drop == Some("NO_SOCKET") => (NoListener, High),
+            Some(DropReason::NetfilterDrop) if !f.send_reset => (FirewallReject, High),
+            _ if f.send_reset || drop == Some(&DropReason::NoSocket) => (NoListener, High),
             // A RST and no word from the kernel: the packets alone say "closed port".
             _ => (NoListener, Medium),
         });
     }
     match drop {
-        Some("NO_SOCKET") => return Some((NoListener, High)),
-        Some("NETFILTER_DROP") => return Some((FirewallDrop, High)),
+        Some(DropReason::NoSocket) => return Some((NoListener, High)),
+        Some(DropReason::NetfilterDrop) => return Some((FirewallDrop, High)),
         Some(_) => return Some((KernelDrop, High)),
         None => {}
     }

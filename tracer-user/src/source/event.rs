@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use tracer_ebpf::tcp_flag;
 
+use super::names::{DropReason, TcpState};
+
 /// An edge connection, seen from the origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Flow {
@@ -33,7 +35,7 @@ pub enum FlowEventKind {
     },
     /// The kernel dropped a segment; `reason` as the running kernel names it.
     KernelDrop {
-        reason: String,
+        reason: DropReason,
         outbound: bool,
         tcp_flags: u8,
     },
@@ -47,8 +49,8 @@ pub enum FlowEventKind {
     SynAckRetransmit,
     /// An origin socket changed TCP state (names as the kernel spells them).
     StateChange {
-        from: String,
-        to: String,
+        from: TcpState,
+        to: TcpState,
     },
     /// Payload bytes of a segment (from a snapshot or a capture); `seq` of
     /// the [`FlowEvent`] is the sequence number of its first byte. What they

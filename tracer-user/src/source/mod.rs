@@ -5,4 +5,5 @@
 pub mod capture;
 pub mod event;
 pub mod kernel;
+pub mod names;
 pub mod ranges;

@@ -9,7 +9,10 @@ use std::{
 
 use tracer_ebpf::{kind, RawEvent, FAMILY_V4, FAMILY_V6};
 
-use crate::source::event::{Flow, FlowEvent, FlowEventKind};
+use crate::source::{
+    event::{Flow, FlowEvent, FlowEventKind},
+    names::{DropReason, TcpState},
+};
 
 /// The running kernel's names for its enum values, read at start-up.
 #[derive(Clone, Debug, Default)]
@@ -141,7 +144,7 @@ pub fn decode(raw: &RawEvent, names: &KernelNames) -> Result<FlowEvent, DecodeEr
             code: (raw.aux1 & 0xff) as u8,
         },
         kind::KERNEL_DROP => FlowEventKind::KernelDrop {
-            reason: lookup(&names.drop_reasons, raw.aux0),
+            reason: DropReason::from_kernel(&lookup(&names.drop_reasons, raw.aux0)),
             outbound: raw.aux1 == 1,
             tcp_flags: flags,
         },
@@ -151,8 +154,8 @@ pub fn decode(raw: &RawEvent, names: &KernelNames) -> Result<FlowEvent, DecodeEr
         kind::KERNEL_RECV_RESET => FlowEventKind::KernelRecvReset,
         kind::KERNEL_RETRANS_SYNACK => FlowEventKind::SynAckRetransmit,
         kind::KERNEL_SET_STATE => FlowEventKind::StateChange {
-            from: lookup(&names.tcp_states, raw.aux0),
-            to: lookup(&names.tcp_states, raw.aux1),
+            from: TcpState::from_kernel(&lookup(&names.tcp_states, raw.aux0)),
+            to: TcpState::from_kernel(&lookup(&names.tcp_states, raw.aux1)),
         },
         other => return Err(DecodeError::Kind(other)),
     };
@@ -217,7 +220,7 @@ mod tests {
         );
         let unnamed = decode(&raw(kind::KERNEL_DROP), &KernelNames::default()).unwrap();
         assert!(
-            matches!(unnamed.kind, FlowEventKind::KernelDrop { ref reason, .. } if reason == "UNKNOWN(12)")
+            matches!(unnamed.kind, FlowEventKind::KernelDrop { ref reason, .. } if reason.as_str() == "UNKNOWN(12)")
         );
     }
 
