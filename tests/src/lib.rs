@@ -23,6 +23,7 @@ pub mod leftovers;
 pub mod netns;
 pub mod nginx;
 pub mod schema;
+pub mod session;
 pub mod tls;
 pub mod tls_origin;
 pub mod verdict;

@@ -31,7 +31,7 @@ struct State {
     used_out: u32,
 }
 
-/// The kernel's snapshot budgets per flow (tracer-user/src/kernel/attach.rs).
+/// The kernel's snapshot budgets per flow (tracer-user/src/source/kernel/attach.rs).
 const BUDGET_IN: u32 = 8 * 1024;
 const BUDGET_OUT: u32 = 20 * 1024;
 

@@ -6,12 +6,10 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use integration_tests::agent::render;
+use integration_tests::session::{start_agent, FINDING_WAIT};
 use integration_tests::verdict::{assert_schema, findings, is_finding_for};
-use integration_tests::{require_root, Agent, Curl, Firewall, Lab, Nginx};
+use integration_tests::{require_root, Curl, Firewall, Lab, Nginx};
 use serde_json::Value;
-
-const START_WAIT: Duration = Duration::from_secs(20);
-const FINDING_WAIT: Duration = Duration::from_secs(15);
 
 /// A run with a closed port (81) and a dropped SYN (80), from both families.
 fn run_with_findings(tag: &str, extra: &[&str]) -> (Lab, Vec<Value>) {
@@ -20,8 +18,7 @@ fn run_with_findings(tag: &str, extra: &[&str]) -> (Lab, Vec<Value>) {
     lab.firewall(Firewall::NftDrop, 80);
     let mut args = vec!["--ports", "80,81"];
     args.extend_from_slice(extra);
-    let mut agent = Agent::start(&lab, &args);
-    agent.wait_start(START_WAIT);
+    let mut agent = start_agent(&lab, &args);
     assert_eq!(lab.curl(&Curl::to(81)).code, Some(7));
     assert_eq!(lab.curl(&Curl::to(81).v6()).code, Some(7));
     assert_eq!(lab.curl(&Curl::to(80)).code, Some(28));

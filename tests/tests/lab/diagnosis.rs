@@ -5,21 +5,12 @@ use std::net::IpAddr;
 use std::thread::sleep;
 use std::time::Duration;
 
+use integration_tests::session::{findings_for, finish, start_agent, FINDING_WAIT};
 use integration_tests::verdict::{
-    assert_cause, assert_evidence, assert_one_finding_per_flow, assert_schema, evidence_items,
-    findings, is_finding_for, summary,
+    assert_cause, assert_evidence, evidence_items, findings, is_finding_for, summary,
 };
 use integration_tests::{require_root, Agent, Curl, Family, Firewall, Lab, Nginx, Source};
 use serde_json::Value;
-
-const START_WAIT: Duration = Duration::from_secs(20);
-const FINDING_WAIT: Duration = Duration::from_secs(15);
-
-fn start_agent(lab: &Lab, ports: &str) -> Agent {
-    let mut agent = Agent::start(lab, &["--ports", ports]);
-    agent.wait_start(START_WAIT);
-    agent
-}
 
 /// Waits for the finding of a connection from the edge address of `family`
 /// to `dport`; panics with the agent's transcript if none comes.
@@ -35,24 +26,6 @@ fn wait_finding(agent: &Agent, lab: &Lab, family: Family, dport: u16) -> Value {
         })
 }
 
-/// Stops the agent with SIGINT after a moment for late duplicates, checks
-/// the run against the schema and one finding per connection.
-fn finish(mut agent: Agent) -> Vec<Value> {
-    sleep(Duration::from_millis(500));
-    let lines = agent.stop(libc::SIGINT);
-    assert_schema(&lines);
-    assert_one_finding_per_flow(&lines);
-    lines
-}
-
-/// The findings of `lines` for connections from `src` to `dport`.
-fn findings_for(lines: &[Value], src: IpAddr, dport: u16) -> Vec<&Value> {
-    findings(lines)
-        .into_iter()
-        .filter(|f| is_finding_for(f, src, dport))
-        .collect()
-}
-
 #[test]
 #[ignore = "privileged: run with cargo xtask test"]
 fn healthy_requests_make_no_findings() {
@@ -61,7 +34,7 @@ fn healthy_requests_make_no_findings() {
     }
     let lab = Lab::new("healthy");
     let _nginx = Nginx::start(&lab, &[80], None);
-    let agent = start_agent(&lab, "80");
+    let agent = start_agent(&lab, &["--ports", "80"]);
     for _ in 0..3 {
         let r = lab.curl(&Curl::to(80));
         assert!(r.ok(), "{r:?}");
@@ -80,7 +53,7 @@ fn closed_port_is_no_listener() {
     }
     let lab = Lab::new("closed");
     let _nginx = Nginx::start(&lab, &[80], None);
-    let agent = start_agent(&lab, "80,81");
+    let agent = start_agent(&lab, &["--ports", "80,81"]);
     let r = lab.curl(&Curl::to(81));
     assert_eq!(r.code, Some(7), "{r:?}");
     wait_finding(&agent, &lab, Family::V4, 81);
@@ -99,7 +72,7 @@ fn firewall_case(tag: &str, rule: Firewall, cause: &str, family: Family) -> (Val
     let lab = Lab::new(tag);
     let _nginx = Nginx::start(&lab, &[80], None);
     lab.firewall(rule, 80);
-    let agent = start_agent(&lab, "80");
+    let agent = start_agent(&lab, &["--ports", "80"]);
     let mut client = Curl::to(80);
     if family == Family::V6 {
         client = client.v6();
@@ -173,7 +146,7 @@ fn iptables_drop_and_reject_are_named() {
     let _nginx = Nginx::start(&lab, &[80, 81], None);
     lab.firewall(Firewall::IptablesDrop, 80);
     lab.firewall(Firewall::IptablesRejectReset, 81);
-    let agent = start_agent(&lab, "80,81");
+    let agent = start_agent(&lab, &["--ports", "80,81"]);
     assert_eq!(lab.curl(&Curl::to(80)).code, Some(28));
     assert_eq!(lab.curl(&Curl::to(81)).code, Some(7));
     wait_finding(&agent, &lab, Family::V4, 80);
@@ -201,7 +174,7 @@ fn full_accept_queue_is_listen_overflow() {
     let lab = Lab::new("overflow");
     let nginx = Nginx::start(&lab, &[80], Some(1));
     nginx.hang();
-    let agent = start_agent(&lab, "80");
+    let agent = start_agent(&lab, &["--ports", "80"]);
     let results = lab.curl_parallel(&Curl::to(80).connect_timeout(Duration::from_secs(4)), 6);
     assert!(
         results.iter().any(|r| !r.ok()),
@@ -236,7 +209,7 @@ fn lost_synacks_are_synack_unacked() {
     let lab = Lab::new("retpath");
     let _nginx = Nginx::start(&lab, &[80], None);
     lab.break_return_path();
-    let agent = start_agent(&lab, "80");
+    let agent = start_agent(&lab, &["--ports", "80"]);
     let r = lab.curl(&Curl::to(80).connect_timeout(Duration::from_secs(4)));
     assert_eq!(r.code, Some(28), "{r:?}");
     let f = wait_finding(&agent, &lab, Family::V4, 80);
@@ -254,7 +227,7 @@ fn ipv6_closed_port_and_drop_are_named() {
     let lab = Lab::new("ipv6");
     let _nginx = Nginx::start(&lab, &[80], None);
     lab.firewall(Firewall::NftDrop, 80);
-    let agent = start_agent(&lab, "80,81");
+    let agent = start_agent(&lab, &["--ports", "80,81"]);
     assert_eq!(lab.curl(&Curl::to(81).v6()).code, Some(7));
     assert_eq!(lab.curl(&Curl::to(80).v6()).code, Some(28));
     wait_finding(&agent, &lab, Family::V6, 81);
@@ -283,7 +256,7 @@ fn non_edge_sources_are_ignored() {
     let lab = Lab::new("nonedge");
     let _nginx = Nginx::start(&lab, &[80], None);
     lab.firewall(Firewall::NftDrop, 80);
-    let agent = start_agent(&lab, "80,81");
+    let agent = start_agent(&lab, &["--ports", "80,81"]);
     let other = |c: Curl| c.source(Source::NonEdge);
     assert_eq!(lab.curl(&other(Curl::to(81))).code, Some(7));
     assert_eq!(lab.curl(&other(Curl::to(81).v6())).code, Some(7));

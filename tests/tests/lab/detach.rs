@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use integration_tests::session::START_WAIT;
 use integration_tests::{require_root, Agent, Curl, Lab, Leftovers, Nginx};
 use serde_json::Value;
 
-const START_WAIT: Duration = Duration::from_secs(20);
 /// Freeing programs after their last user is gone is asynchronous.
 const FREE_WAIT: Duration = Duration::from_secs(3);
 

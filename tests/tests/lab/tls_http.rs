@@ -20,28 +20,17 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use integration_tests::backends::{Backend, BackendTls, Behavior};
+use integration_tests::session::{curl_failed, findings_for, finish, start_agent, FINDING_WAIT};
 use integration_tests::tls::{abort_after_certificate, s_client, Abort, Certs, EdgeCurl, CA_NAME};
 use integration_tests::tls_origin::{
     port, Origin, BANNER, ELSEWHERE, EXPIRED, GOOD, SELF, UNKNOWN, WRONG_SAN,
 };
-use integration_tests::verdict::{
-    assert_one_finding_per_flow, assert_schema, evidence_events, findings, flow_is, summary,
-};
-use integration_tests::{require_root, schema, Agent, Family, Lab, Outcome, Source};
+use integration_tests::verdict::{evidence_events, findings, flow_is, summary};
+use integration_tests::{require_root, Agent, Family, Lab, Outcome, Source};
 use serde_json::Value;
-
-const START_WAIT: Duration = Duration::from_secs(20);
-const FINDING_WAIT: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------
 // The failing connections, each checked from the client's side.
-
-fn curl_failed(r: &integration_tests::CurlResult, code: i32, says: &str, what: &str) {
-    assert!(
-        r.code == Some(code) && r.stderr.contains(says),
-        "{what}: want curl exit {code} saying {says:?}, got {r:?}"
-    );
-}
 
 /// The `-msg` trace of `s_client` has a record `dir` (`<<<` from the origin,
 /// `>>>` to it) that is a fatal alert `name`; with `clear`, the record
@@ -303,12 +292,6 @@ fn class_of(cause: &str) -> &'static str {
     }
 }
 
-fn start_agent(lab: &Lab, extra: &[&str]) -> Agent {
-    let mut agent = Agent::start(lab, extra);
-    agent.wait_start(START_WAIT);
-    agent
-}
-
 fn edge(lab: &Lab, family: Family) -> IpAddr {
     lab.client_addr(family, Source::Edge)
 }
@@ -337,39 +320,6 @@ fn wait_findings(agent: &Agent, lab: &Lab, family: Family, dport: u16, n: usize)
     }
 }
 
-/// Checks the run against the schema checker once it knows the TLS/HTTP
-/// causes (it is being extended); until then its complaints are only
-/// printed.
-fn check_schema(lines: &[Value]) {
-    if schema::class_of("not_tls").is_some() {
-        assert_schema(lines);
-    } else {
-        let errors = schema::check_run(lines);
-        eprintln!(
-            "NOTE: the schema checker does not know the TLS/HTTP causes yet; not enforced. It says:\n{}",
-            errors.join("\n")
-        );
-    }
-}
-
-/// Stops the agent with SIGINT after a moment for late duplicates; checks
-/// the schema and one finding per connection.
-fn finish(mut agent: Agent) -> Vec<Value> {
-    sleep(Duration::from_millis(500));
-    let lines = agent.stop(libc::SIGINT);
-    check_schema(&lines);
-    assert_one_finding_per_flow(&lines);
-    lines
-}
-
-fn findings_for(lines: &[Value], src: IpAddr, dport: u16) -> Vec<Value> {
-    findings(lines)
-        .into_iter()
-        .filter(|f| flow_is(&f["flow"], src, dport))
-        .cloned()
-        .collect()
-}
-
 /// The only finding for connections from the edge address of `family` to
 /// `dport` (panics unless there is exactly one), checked for `cause`, its
 /// class, the family and the live source.
@@ -392,7 +342,7 @@ fn the_finding(lines: &[Value], lab: &Lab, family: Family, dport: u16, cause: &s
         class_of(cause),
         family.as_str()
     );
-    f
+    f.clone()
 }
 
 fn assert_events(f: &Value, events: &[&str]) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::backends::{Backend, BackendTls, Behavior};
 use integration_tests::differential::{Recording, Runs, FINDING_WAIT};
+use integration_tests::session::curl_failed;
 use integration_tests::tls::{
     abort_after_certificate, filler_headers, http_server, s_client, start_nginx, Abort, Certs,
     EdgeCurl,
@@ -32,13 +33,6 @@ const SLOW_BY: Duration = Duration::from_secs(5);
 
 fn edge(lab: &Lab, family: Family) -> IpAddr {
     lab.client_addr(family, Source::Edge)
-}
-
-fn curl_failed(r: &CurlResult, code: i32, says: &str, what: &str) {
-    assert!(
-        r.code == Some(code) && r.stderr.contains(says),
-        "{what}: want curl exit {code} saying {says:?}, got {r:?}"
-    );
 }
 
 fn s_client_failed(out: &Outcome, says: &str, what: &str) {
