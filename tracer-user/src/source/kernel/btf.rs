@@ -6,7 +6,7 @@
 //! - `btfparse` 1.3 (Apache-2.0, tried) keeps one type id per *name*, the last one read, of
 //!   any kind: a later typedef, forward declaration or function of the same name replaces
 //!   the struct we ask for; and it copies every type of the kernel into owned values at
-//!   start-up. Its non-test code also has about 150 `unwrap`/`expect` sites.
+//!   start-up.
 //!
 //! This reader walks the type section once, resolves only structs, unions and enums by name
 //! and kind, bounds every offset and depth, and is tested on synthetic and malformed blobs.
