@@ -4,16 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
-use serde_json::json;
-
 use crate::{
     cli::Settings,
     clock::{monotonic_ns, WallClock},
-    output::lines::{self, Attached, Source},
+    output::{
+        line::{CaptureReport, Source},
+        lines::{self, Attached},
+        summary::Extra,
+    },
     pipeline::Pipeline,
     source::capture::{decode, packets::Packetizer, reader},
 };
+use anyhow::Result;
 
 /// Decide at most this often in capture time (the live agent ticks every 50 ms).
 const TICK_NS: u64 = 50_000_000;
@@ -67,7 +69,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     let start = || {
         // The start line is stamped with the time of the run, not the capture's.
         let now = WallClock::new().rfc3339(monotonic_ns());
-        lines::start(s, &Attached::Capture { file: &name }, &now)
+        lines::start(s, &Attached::Capture { file: &name }, now)
     };
     let mut started = false;
     let read = reader::read(file, |pkt| {
@@ -105,17 +107,21 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
     let last = clock.last_ns;
     for pending in p.settle(last + settle_ns) {
         let ts = p.clock().rfc3339(last);
-        p.emit(&lines::inconclusive(&pending, last, s, &ts));
+        p.emit(&lines::inconclusive(pending, last, s, ts));
     }
     p.counts.duration_ms = last.saturating_sub(clock.first_ns.unwrap_or(last)) / 1_000_000;
-    p.finish(last + settle_ns, |summary| {
-        summary["capture"] = json!({
-            "file": name,
-            "packets": end.packets,
-            "packets_skipped": skipped,
-            "damage": end.damage,
-        });
-    });
+    p.finish(
+        last + settle_ns,
+        Extra {
+            capture: Some(CaptureReport {
+                file: name.clone(),
+                packets: end.packets,
+                packets_skipped: skipped,
+                damage: end.damage.clone(),
+            }),
+            ..Extra::default()
+        },
+    );
     if let Some(why) = &end.damage {
         eprintln!(
             "origin-tracer: {name}: {why}; analysed the {} packets before it",

@@ -7,18 +7,17 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::{
     certcheck::watch::CertWatch,
     cli::{EventsMode, Settings},
     clock::WallClock,
     diagnose::{self, finding::EvidenceKind, Diagnoser, Pending},
     output::{
-        lines::{self, Source},
+        line::{Line, Source},
+        lines,
         pcap::PcapEvidence,
         sink::Sink,
-        summary::{self, Counts},
+        summary::{self, Counts, Extra},
     },
     source::event::{Event, FlowEvent, ListenOverflow},
 };
@@ -90,12 +89,12 @@ impl Pipeline {
     }
 
     /// A line that must not be dropped (start): waits for room.
-    pub fn emit_wait(&self, line: &Value) {
+    pub fn emit_wait(&self, line: &Line) {
         self.sink.emit_wait(line);
     }
 
     /// A line that may be dropped (and counted) when the output is slow.
-    pub fn emit(&self, line: &Value) {
+    pub fn emit(&self, line: &Line) {
         self.sink.emit(line);
     }
 
@@ -111,7 +110,7 @@ impl Pipeline {
             let what = EvidenceKind::Flow(ev.kind.clone());
             let ts = self.clock.rfc3339(ev.ts_ns);
             self.sink
-                .emit(&lines::event(&ts, self.source, &what, Some(&ev.flow)));
+                .emit(&lines::event(ts, self.source, what, Some(ev.flow)));
         }
         self.diag.on_event(&Event::Flow(ev));
     }
@@ -129,7 +128,7 @@ impl Pipeline {
                 queue: o.queues.first().copied(),
             };
             let ts = self.clock.rfc3339(o.ts_ns);
-            self.sink.emit(&lines::event(&ts, self.source, &what, None));
+            self.sink.emit(&lines::event(ts, self.source, what, None));
         }
         self.diag.on_event(&Event::ListenOverflow(o));
     }
@@ -146,7 +145,7 @@ impl Pipeline {
         if lost_total > self.counts.events_lost {
             let ts = self.clock.rfc3339(now);
             self.sink.emit(&lines::loss(
-                &ts,
+                ts,
                 lost_total - self.counts.events_lost,
                 lost_total,
             ));
@@ -158,8 +157,11 @@ impl Pipeline {
     /// (and their packets, with `--write-pcap`) and finished cert checks.
     pub fn decide(&mut self, now: u64) {
         for f in self.diag.tick(now) {
-            self.sink
-                .emit(&f.to_json(&self.clock.rfc3339(f.ts_ns), self.source.as_str()));
+            self.sink.emit(&lines::finding(
+                &f,
+                self.clock.rfc3339(f.ts_ns),
+                self.source,
+            ));
             if let Some(e) = &mut self.evidence {
                 if let Err(err) = e.write_flow(&f.flow) {
                     tracing::warn!("--write-pcap: {err:#}; no more packets are written");
@@ -175,7 +177,7 @@ impl Pipeline {
                 c.saw(addr, port, &sni);
             }
             for check in c.finished() {
-                self.sink.emit(&check.to_json(&self.clock.rfc3339(now)));
+                self.sink.emit(&check.to_line(self.clock.rfc3339(now)));
             }
         }
     }
@@ -191,23 +193,21 @@ impl Pipeline {
         pending
     }
 
-    /// Write the summary (`fill` adds the source's own parts), after the
-    /// evidence file's report and the last cert checks; then close the output.
-    pub fn finish(mut self, now: u64, fill: impl FnOnce(&mut Value)) {
+    /// Write the summary (with `extra`, the source's own parts, and the
+    /// evidence file's report), after the last cert checks; then close the
+    /// output.
+    pub fn finish(mut self, now: u64, mut extra: Extra) {
         self.counts.lines_dropped = self.sink.dropped();
         let ts = self.clock.rfc3339(now);
-        let mut line = summary::summary(self.diag.stats(), &self.counts, &ts);
         if self.source == Source::Capture {
-            line["source"] = Value::from(self.source.as_str());
+            extra.source = Some(Source::Capture);
         }
-        if let Some(evidence) = self.evidence.take() {
-            line["pcap"] = evidence.finish();
-        }
-        fill(&mut line);
+        extra.pcap = self.evidence.take().map(PcapEvidence::finish);
+        let line = summary::summary(self.diag.stats(), &self.counts, ts.clone(), extra);
         if let Some(c) = self.certs.take() {
             // Checks still running when the agent stops are worth their few seconds.
             for check in c.finish(Duration::from_secs(6)) {
-                self.sink.emit(&check.to_json(&ts));
+                self.sink.emit(&check.to_line(ts.clone()));
             }
         }
         self.sink.emit_wait(&line);

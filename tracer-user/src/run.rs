@@ -17,8 +17,10 @@ use crate::{
     cli::Settings,
     clock::{monotonic_ns, WallClock},
     output::{
-        lines::{self, Attached, Source},
+        line::{AttachMode, Line, Source},
+        lines::{self, Attached},
         pcap::PcapEvidence,
+        summary::Extra,
     },
     pipeline::Pipeline,
     source::kernel::{
@@ -65,7 +67,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
         ifaces,
         &kernel,
         &poller,
-        &p.clock().rfc3339(started),
+        p.clock().rfc3339(started),
     ));
 
     let ring = kernel.events.take().context("ring buffer already taken")?;
@@ -149,8 +151,8 @@ fn start_line(
     ifaces: &[attach::Iface],
     kernel: &attach::Kernel,
     poller: &OverflowPoller,
-    ts: &str,
-) -> serde_json::Value {
+    ts: String,
+) -> Line {
     let mut probes = kernel.probes.clone();
     probes.push(attach::Probe {
         name: "proc:TcpExtListenOverflows".into(),
@@ -161,7 +163,11 @@ fn start_line(
     lines::start(
         s,
         &Attached::Kernel {
-            mode: kernel.mode,
+            mode: if kernel.mode == "tcx" {
+                AttachMode::Tcx
+            } else {
+                AttachMode::Netlink
+            },
             interfaces: ifaces
                 .iter()
                 .map(|i| (i.name.as_str(), i.ifindex))
@@ -198,7 +204,7 @@ fn shut_down(
     p.counts.duration_ms = (now - started) / 1_000_000;
     p.counts.kernel_read_errors = counters[counter::READ_ERRORS as usize];
     p.counts.flows_untracked = counters[counter::FLOW_INSERT_ERRORS as usize];
-    p.finish(now, |_| {});
+    p.finish(now, Extra::default());
 }
 
 /// The ring buffer's records into the pipeline.

@@ -42,15 +42,13 @@ pub mod watch;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use evaluate::sort_problems;
 pub use evaluate::{evaluate, evaluate_with_anchors, Evaluation};
 use handshake::handshake;
 pub use limiter::Limiter;
 
 use crate::clock::rfc3339_from_unix_ns;
-use crate::diagnose::finding::SCHEMA_VERSION;
+use crate::output::line::{CertCheckLine, Line, SCHEMA_VERSION};
 
 /// The leaf's notAfter is in the past.
 pub const EXPIRED: &str = "expired";
@@ -108,28 +106,30 @@ impl CertCheck {
     }
 
     /// The schema v1 `cert_check` line; `ts` is the RFC 3339 time of the check.
-    pub fn to_json(&self, ts: &str) -> Value {
+    pub fn to_line(&self, ts: String) -> Line {
         let rfc3339 = |secs: i64| rfc3339_from_unix_ns(i128::from(secs) * 1_000_000_000);
-        let mut v = json!({
-            "type": "cert_check",
-            "schema_version": SCHEMA_VERSION,
-            "ts": ts,
-            "sni": self.sni,
-            "addr": self.addr.to_string(),
-            "port": self.port,
-            "ok": self.ok(),
-            "problems": self.eval.problems,
-            "subject": self.eval.subject,
-            "issuer": self.eval.issuer,
-            "san": self.eval.san,
-            "not_before": self.eval.not_before_unix.map(rfc3339),
-            "not_after": self.eval.not_after_unix.map(rfc3339),
-            "days_until_expiry": self.eval.days_until_expiry,
-        });
-        if let Some(error) = &self.eval.error {
-            v["error"] = json!(error);
-        }
-        v
+        Line::CertCheck(CertCheckLine {
+            schema_version: SCHEMA_VERSION,
+            ts,
+            sni: self.sni.clone(),
+            addr: self.addr,
+            port: self.port,
+            ok: self.ok(),
+            problems: self.eval.problems.clone(),
+            subject: self.eval.subject.clone(),
+            issuer: self.eval.issuer.clone(),
+            san: self.eval.san.clone(),
+            not_before: self.eval.not_before_unix.map(rfc3339),
+            not_after: self.eval.not_after_unix.map(rfc3339),
+            days_until_expiry: self.eval.days_until_expiry,
+            error: self.eval.error.clone(),
+        })
+    }
+
+    /// The line as JSON (tests).
+    #[cfg(test)]
+    pub fn to_json(&self, ts: &str) -> serde_json::Value {
+        serde_json::to_value(self.to_line(ts.to_owned())).expect("a cert_check line serializes")
     }
 }
 

@@ -1,9 +1,9 @@
 //! What the diagnoser concludes: causes with their 52x class, confidence,
-//! evidence timelines and hints, rendered as schema v1 JSON.
+//! evidence timelines and the TLS / HTTP facts of a finding, as typed values
+//! that serialize to the schema's fields (the lines themselves are in
+//! [`crate::output::line`]).
 
-use std::net::IpAddr;
-
-use serde_json::{json, Map, Value};
+use serde::{ser::SerializeMap, Serialize, Serializer};
 
 use crate::source::event::{flags_name, icmp_name, Flow, FlowEventKind};
 
@@ -11,7 +11,8 @@ use crate::source::event::{flags_name, icmp_name, Flow, FlowEventKind};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A root cause the diagnoser can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cause {
     NoListener,
     FirewallReject,
@@ -30,6 +31,48 @@ pub enum Cause {
     HeadersTooLarge,
     MalformedResponse,
     ResponseTimeout,
+}
+
+/// The Cloudflare error the edge shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Class {
+    /// Unknown error: the origin answered with something unexpected.
+    #[serde(rename = "520")]
+    Unknown,
+    /// Web server is down: the connection was refused.
+    #[serde(rename = "521")]
+    Down,
+    /// Connection timed out: the handshake did not complete.
+    #[serde(rename = "522")]
+    TimedOut,
+    /// A timeout occurred: no response in time.
+    #[serde(rename = "524")]
+    Timeout,
+    /// SSL handshake failed.
+    #[serde(rename = "525")]
+    HandshakeFailed,
+    /// Invalid SSL certificate.
+    #[serde(rename = "526")]
+    InvalidCertificate,
+}
+
+impl Class {
+    /// The status code, as the schema writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Unknown => "520",
+            Class::Down => "521",
+            Class::TimedOut => "522",
+            Class::Timeout => "524",
+            Class::HandshakeFailed => "525",
+            Class::InvalidCertificate => "526",
+        }
+    }
+
+    /// A TLS handshake or certificate failure (525, 526).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Class::HandshakeFailed | Class::InvalidCertificate)
+    }
 }
 
 impl Cause {
@@ -77,26 +120,31 @@ impl Cause {
     }
 
     /// The Cloudflare error the edge shows.
-    pub fn class(self) -> &'static str {
+    pub fn class(self) -> Class {
         match self {
-            Cause::NoListener | Cause::FirewallReject => "521",
-            Cause::TlsAlertFromOrigin | Cause::TlsClosedDuringHandshake | Cause::NotTls => "525",
-            Cause::EdgeRejectedCertificate | Cause::EdgeAbortedAfterCertificate => "526",
+            Cause::NoListener | Cause::FirewallReject => Class::Down,
+            Cause::TlsAlertFromOrigin | Cause::TlsClosedDuringHandshake | Cause::NotTls => {
+                Class::HandshakeFailed
+            }
+            Cause::EdgeRejectedCertificate | Cause::EdgeAbortedAfterCertificate => {
+                Class::InvalidCertificate
+            }
             Cause::ResetAfterRequest
             | Cause::ClosedWithoutResponse
             | Cause::HeadersTooLarge
-            | Cause::MalformedResponse => "520",
-            Cause::ResponseTimeout => "524",
+            | Cause::MalformedResponse => Class::Unknown,
+            Cause::ResponseTimeout => Class::Timeout,
             Cause::FirewallDrop
             | Cause::ListenOverflow
             | Cause::SynackUnacked
             | Cause::KernelDrop
-            | Cause::SynUnanswered => "522",
+            | Cause::SynUnanswered => Class::TimedOut,
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Confidence {
     High,
     Medium,
@@ -139,70 +187,144 @@ pub enum EvidenceKind {
     },
 }
 
-impl Evidence {
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("t_us".into(), json!(self.t_us));
-        evidence_fields(&self.what, &mut m);
-        if self.repeat > 1 {
-            m.insert("repeat".into(), json!(self.repeat));
+impl EvidenceKind {
+    /// The schema's `event` name.
+    pub fn event(&self) -> &'static str {
+        match self {
+            EvidenceKind::Payload { event, .. } => event,
+            EvidenceKind::ListenOverflowCounter { .. } => "listen_overflow_counter",
+            EvidenceKind::Flow(kind) => kind.name(),
         }
-        Value::Object(m)
     }
-}
 
-/// Fill `event` and its kind-specific fields (shared with `--events all`).
-pub fn evidence_fields(what: &EvidenceKind, m: &mut Map<String, Value>) {
-    match what {
-        EvidenceKind::Payload { event, detail } => {
-            m.insert("event".into(), json!(event));
-            m.insert("detail".into(), json!(detail));
-        }
-        EvidenceKind::ListenOverflowCounter { count, queue } => {
-            m.insert("event".into(), json!("listen_overflow_counter"));
-            m.insert("count".into(), json!(count));
-            if let Some((port, q)) = queue {
-                m.insert("queue".into(), json!({"port": port, "accept_queue": q}));
+    /// Write `event` and its kind-specific fields into a map being
+    /// serialized (an evidence item, or an `event` line).
+    pub fn serialize_fields<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        m.serialize_entry("event", self.event())?;
+        match self {
+            EvidenceKind::Payload { detail, .. } => m.serialize_entry("detail", detail)?,
+            EvidenceKind::ListenOverflowCounter { count, queue } => {
+                m.serialize_entry("count", count)?;
+                if let Some((port, accept_queue)) = queue {
+                    m.serialize_entry(
+                        "queue",
+                        &Queue {
+                            port: *port,
+                            accept_queue: *accept_queue,
+                        },
+                    )?;
+                }
             }
-        }
-        EvidenceKind::Flow(kind) => {
-            m.insert("event".into(), json!(kind.name()));
-            match kind {
+            EvidenceKind::Flow(kind) => match kind {
                 FlowEventKind::KernelDrop {
                     reason,
                     outbound,
                     tcp_flags,
                 } => {
-                    m.insert("reason".into(), json!(reason));
-                    m.insert(
-                        "direction".into(),
-                        json!(if *outbound { "out" } else { "in" }),
-                    );
-                    m.insert("segment".into(), json!(flags_name(*tcp_flags)));
+                    m.serialize_entry("reason", reason)?;
+                    m.serialize_entry("direction", if *outbound { "out" } else { "in" })?;
+                    m.serialize_entry("segment", &flags_name(*tcp_flags))?;
                 }
                 FlowEventKind::KernelSendReset {
                     reason: Some(reason),
-                } => {
-                    m.insert("reason".into(), json!(reason));
-                }
+                } => m.serialize_entry("reason", reason)?,
                 FlowEventKind::IcmpUnreachOut {
                     v6,
                     icmp_type,
                     code,
-                } => {
-                    m.insert(
-                        "icmp".into(),
-                        json!({"type": icmp_type, "code": code, "name": icmp_name(*v6, *code)}),
-                    );
-                }
+                } => m.serialize_entry(
+                    "icmp",
+                    &Icmp {
+                        r#type: *icmp_type,
+                        code: *code,
+                        name: icmp_name(*v6, *code),
+                    },
+                )?,
                 FlowEventKind::StateChange { from, to } => {
-                    m.insert("from".into(), json!(from));
-                    m.insert("to".into(), json!(to));
+                    m.serialize_entry("from", from)?;
+                    m.serialize_entry("to", to)?;
                 }
                 _ => {}
-            }
+            },
         }
+        Ok(())
     }
+}
+
+/// The listener whose accept queue overflowed.
+#[derive(Serialize)]
+struct Queue {
+    port: u16,
+    accept_queue: u32,
+}
+
+/// An ICMP unreachable the origin sent.
+#[derive(Serialize)]
+struct Icmp {
+    r#type: u8,
+    code: u8,
+    name: &'static str,
+}
+
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("t_us", &self.t_us)?;
+        self.what.serialize_fields(&mut m)?;
+        if self.repeat > 1 {
+            m.serialize_entry("repeat", &self.repeat)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Flow {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("src", &self.edge)?;
+        m.serialize_entry("sport", &self.edge_port)?;
+        m.serialize_entry("dst", &self.origin)?;
+        m.serialize_entry("dport", &self.origin_port)?;
+        m.serialize_entry("family", if self.edge.is_ipv4() { "ipv4" } else { "ipv6" })?;
+        m.end()
+    }
+}
+
+/// Who sent a TLS alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Origin,
+    Edge,
+}
+
+/// The first TLS alert of a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TlsAlert {
+    pub level: &'static str,
+    pub description: &'static str,
+    pub from: Side,
+}
+
+/// A finding's `tls` object: what the handshake showed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TlsFacts {
+    pub sni: Option<String>,
+    pub offered_versions: Vec<&'static str>,
+    pub negotiated_version: Option<&'static str>,
+    pub alert: Option<TlsAlert>,
+}
+
+/// A finding's `http` object: the request line and response head, never
+/// bodies, cookies, credentials or query strings. All null when encrypted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpFacts {
+    pub method: Option<String>,
+    pub status: Option<u16>,
+    pub header_bytes: Option<usize>,
+    /// Only with `--show-path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// A failed edge connection and why.
@@ -216,132 +338,30 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
     pub hint: String,
     /// TLS facts, for findings about TLS.
-    pub tls: Option<Value>,
+    pub tls: Option<TlsFacts>,
     /// HTTP facts, for findings about HTTP.
-    pub http: Option<Value>,
+    pub http: Option<HttpFacts>,
 }
 
-pub fn flow_json(flow: &Flow) -> Value {
-    json!({
-        "src": flow.edge.to_string(),
-        "sport": flow.edge_port,
-        "dst": flow.origin.to_string(),
-        "dport": flow.origin_port,
-        "family": if flow.edge.is_ipv4() { "ipv4" } else { "ipv6" },
-    })
+#[cfg(test)]
+impl Evidence {
+    /// The item as JSON (tests).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("an evidence item serializes")
+    }
 }
 
+#[cfg(test)]
 impl Finding {
-    /// The schema v1 `finding` line; `ts` is the RFC 3339 rendering of `ts_ns`.
-    /// `source` is `kernel` (live) or `capture` (offline).
-    pub fn to_json(&self, ts: &str, source: &str) -> Value {
-        let mut v = json!({
-            "type": "finding",
-            "schema_version": SCHEMA_VERSION,
-            "ts": ts,
-            "source": source,
-            "class": self.cause.class(),
-            "cause": self.cause.as_str(),
-            "confidence": self.confidence.as_str(),
-            "flow": flow_json(&self.flow),
-            "evidence": self.evidence.iter().map(Evidence::to_json).collect::<Vec<_>>(),
-            "hint": self.hint,
-        });
-        if let Some(tls) = &self.tls {
-            v["tls"] = tls.clone();
-        }
-        if let Some(http) = &self.http {
-            v["http"] = http.clone();
-        }
-        v
-    }
-}
-
-fn addr_port(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-/// How a 520/524 over TLS was told: " (TLS 1.3, request and response
-/// encrypted ...)"; nothing over plain HTTP.
-fn over_tls(detail: Option<&str>) -> String {
-    detail
-        .filter(|d| d.starts_with("TLS"))
-        .map(|d| format!(" ({d})"))
-        .unwrap_or_default()
-}
-
-/// One sentence on what to check, in the operator's terms.
-pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
-    let origin = addr_port(flow.origin, flow.origin_port);
-    let port = flow.origin_port;
-    let edge = flow.edge;
-    match cause {
-        Cause::NoListener => format!(
-            "nothing listens on {origin}: is the web server running and bound to this address? check `ss -tlnp 'sport = :{port}'`"
-        ),
-        Cause::FirewallReject => format!(
-            "a firewall rule rejects {edge} on port {port}: find the REJECT rule (`nft list ruleset`, `iptables -S`) and allow Cloudflare's IP ranges"
-        ),
-        Cause::FirewallDrop => format!(
-            "a firewall rule drops SYNs from {edge} to port {port}: check `nft list ruleset` / `iptables -L -v -n` and allow Cloudflare's IP ranges"
-        ),
-        Cause::ListenOverflow => format!(
-            "the listener on port {port} accepts too slowly and its accept queue is full: check the server's workers (hung or overloaded?) and its backlog (`ss -tln 'sport = :{port}'`, net.core.somaxconn)"
-        ),
-        Cause::SynackUnacked => {
-            let dropped = drop_reason.map(|r| format!(" (this host dropped it: {r})")).unwrap_or_default();
-            format!(
-                "the SYN-ACK to {edge} was never acknowledged{dropped}: the return path is broken; check `ip route get {edge}`, the next hop, asymmetric routing, rp_filter and egress firewall rules"
-            )
-        }
-        Cause::KernelDrop => match drop_reason {
-            Some("IP_RPFILTER") => format!(
-                "the reverse-path filter dropped the SYN from {edge}: the route back to it leaves by another interface; check rp_filter and `ip route get {edge}`"
-            ),
-            Some(r) => format!(
-                "the kernel dropped the SYN from {edge} to port {port} ({r}): check `nstat -az` and the kernel log for that reason"
-            ),
-            None => format!("the kernel dropped the SYN from {edge} to port {port}"),
-        },
-        Cause::TlsAlertFromOrigin => format!(
-            "the origin's TLS stack refused the edge's handshake on port {port} ({}): check the server's TLS versions, ciphers and the certificate for the SNI (`openssl s_client -connect {origin} -servername <host>`)",
-            drop_reason.unwrap_or("alert")
-        ),
-        Cause::TlsClosedDuringHandshake => format!(
-            "the origin closed the connection after the edge's ClientHello without answering: check the TLS configuration for this SNI and the server's error log (`openssl s_client -connect {origin}`)"
-        ),
-        Cause::NotTls => format!(
-            "the origin answered the edge's ClientHello on port {port} with something that is not TLS: is this port serving plain HTTP? set the Cloudflare SSL mode or the listener right"
-        ),
-        Cause::EdgeRejectedCertificate => format!(
-            "the edge rejected the origin's certificate ({}): check expiry, the hostnames in its SAN and its chain (`--check-certs`, Cloudflare Full (strict) needs a publicly trusted or Origin CA certificate)",
-            drop_reason.unwrap_or("certificate alert")
-        ),
-        Cause::EdgeAbortedAfterCertificate => "with TLS 1.3 the edge closed right after the origin's certificate without finishing the handshake (its alert is encrypted, so this is inferred): most likely it rejected the certificate; run with --check-certs".to_owned(),
-        Cause::ResetAfterRequest => format!(
-            "the origin reset the connection after reading the request, before answering: check the application server behind {origin} (crashes, worker limits, SO_LINGER 0 closes) and its logs{}",
-            over_tls(drop_reason)
-        ),
-        Cause::ClosedWithoutResponse => format!(
-            "the origin closed the connection after reading the request without any response byte: check the application's error log and timeouts (e.g. an upstream that crashes or a keepalive mismatch){}",
-            over_tls(drop_reason)
-        ),
-        Cause::HeadersTooLarge => format!(
-            "the response header block is over Cloudflare's 16 KiB limit ({}): trim large headers or cookies set by the application",
-            drop_reason.unwrap_or("size unknown")
-        ),
-        Cause::MalformedResponse => format!(
-            "the origin answered an HTTP request on port {port} with bytes that are not an HTTP status line: is another service listening on this port?"
-        ),
-        Cause::ResponseTimeout => format!(
-            "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s){}",
-            over_tls(drop_reason)
-        ),
-        Cause::SynUnanswered => format!(
-            "SYNs from {edge} to port {port} got no answer and nothing on this host explained why: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
-        ),
+    /// The `finding` line as JSON (tests).
+    pub fn to_json(&self, ts: &str, source: &str) -> serde_json::Value {
+        use crate::output::{line::Source, lines};
+        let source = if source == "capture" {
+            Source::Capture
+        } else {
+            Source::Kernel
+        };
+        serde_json::to_value(lines::finding(self, ts.to_owned(), source))
+            .expect("a finding line serializes")
     }
 }

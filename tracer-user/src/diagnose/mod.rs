@@ -7,16 +7,18 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 pub mod finding;
 mod flow;
+mod hint;
 pub mod payload;
 mod rules;
 pub mod timing;
 
 use crate::source::event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow};
-use finding::{hint, Cause, Evidence, EvidenceKind, Finding};
+use finding::{Cause, Evidence, EvidenceKind, Finding};
 use flow::{
     after_handshake_noting_sni, decide_after_handshake, decide_handshake, during_handshake,
     Decision, FlowState, Overflow, Phase,
 };
+use hint::hint;
 use rules::{is_routine_drop, is_syn};
 pub use timing::Timing;
 
@@ -340,7 +342,7 @@ impl Diagnoser {
                 let detail = detail
                     .or_else(|| f.drop_in.as_ref().map(ToString::to_string))
                     .or_else(|| f.drop_out.as_ref().map(ToString::to_string));
-                let about_tls = matches!(cause.class(), "525" | "526");
+                let about_tls = cause.class().is_tls();
                 out.push(Finding {
                     ts_ns: decided_at,
                     flow,
@@ -349,8 +351,8 @@ impl Diagnoser {
                     evidence: f.evidence.clone(),
                     hint: hint(cause, &flow, detail.as_deref()),
                     // Also for a 520/524 over TLS: its version, its SNI.
-                    tls: f.app.tls_json(),
-                    http: if about_tls { None } else { f.app.http_json() },
+                    tls: f.app.tls_facts(),
+                    http: if about_tls { None } else { f.app.http_facts() },
                 });
             }
             self.after_change(&flow);

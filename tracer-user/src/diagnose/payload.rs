@@ -2,9 +2,7 @@
 //! direction, reassembled in sequence order, and what the TLS and HTTP
 //! parsers read in them. Feeds the diagnoser's 520/524/525/526 rules.
 
-use serde_json::{json, Value};
-
-use super::finding::EvidenceKind;
+use super::finding::{EvidenceKind, HttpFacts, Side, TlsAlert, TlsFacts};
 use crate::proto::{
     http, tls,
     tls_records::{Records, Version},
@@ -382,30 +380,34 @@ impl App {
     }
 
     /// The finding's `tls` object.
-    pub fn tls_json(&self) -> Option<Value> {
+    pub fn tls_facts(&self) -> Option<TlsFacts> {
         let ch = self.client_hello.as_ref()?;
-        let alert = self.alerts.first().map(|a| {
-            json!({
-                "level": a.alert.level_name(),
-                "description": a.alert.description_name(),
-                "from": if a.from_origin { "origin" } else { "edge" },
-            })
-        });
-        Some(json!({
-            "sni": ch.sni,
-            "offered_versions": ch.offered_versions.iter().map(|v| tls::version_name(*v)).collect::<Vec<_>>(),
-            "negotiated_version": self.server_hello.map(|s| tls::version_name(s.version)),
-            "alert": alert,
-        }))
+        Some(TlsFacts {
+            sni: ch.sni.clone(),
+            offered_versions: ch
+                .offered_versions
+                .iter()
+                .map(|v| tls::version_name(*v))
+                .collect(),
+            negotiated_version: self.server_hello.map(|s| tls::version_name(s.version)),
+            alert: self.alerts.first().map(|a| TlsAlert {
+                level: a.alert.level_name(),
+                description: a.alert.description_name(),
+                from: if a.from_origin {
+                    Side::Origin
+                } else {
+                    Side::Edge
+                },
+            }),
+        })
     }
 
     /// The finding's `http` object.
-    pub fn http_json(&self) -> Option<Value> {
+    pub fn http_facts(&self) -> Option<HttpFacts> {
         let Some(req) = self.request.as_ref() else {
             // An encrypted request: what it asked and what came back is
             // unknown, but a 520/524 always has this object.
-            return (self.is_tls() && self.request_ns.is_some())
-                .then(|| json!({"method": null, "status": null, "header_bytes": null}));
+            return (self.is_tls() && self.request_ns.is_some()).then(HttpFacts::default);
         };
         let (status, header_bytes) = match &self.response {
             Some(http::Response::Head(h)) => {
@@ -413,11 +415,12 @@ impl App {
             }
             _ => (None, None),
         };
-        let mut v = json!({"method": req.method, "status": status, "header_bytes": header_bytes});
-        if let Some(path) = &req.path {
-            v["path"] = json!(path);
-        }
-        Some(v)
+        Some(HttpFacts {
+            method: Some(req.method.clone()),
+            status,
+            header_bytes,
+            path: req.path.clone(),
+        })
     }
 }
 
@@ -476,8 +479,9 @@ mod tests {
             false,
         );
         assert!(a.response_ok());
-        assert_eq!(a.http_json().unwrap()["status"], 200);
-        assert!(!a.http_json().unwrap().to_string().contains("secret"));
+        let http = serde_json::to_value(a.http_facts().unwrap()).unwrap();
+        assert_eq!(http["status"], 200);
+        assert!(!http.to_string().contains("secret"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Latency percentiles of healthy connections, for the summary line.
 
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 
 /// Most samples kept per measure (the newest replace the oldest).
 const CAP: usize = 100_000;
@@ -24,33 +24,52 @@ impl Samples {
         }
     }
 
-    /// `{count, p50_us, p90_us, p99_us}`, or null without samples.
-    pub fn to_json(&self) -> Value {
+    /// The percentiles, or `None` without samples.
+    pub fn percentiles(&self) -> Option<Percentiles> {
         if self.values.is_empty() {
-            return Value::Null;
+            return None;
         }
         let mut v = self.values.clone();
         v.sort_unstable();
         let at = |p: usize| v[((v.len() - 1) * p) / 100];
-        json!({"count": self.count, "p50_us": at(50), "p90_us": at(90), "p99_us": at(99)})
+        Some(Percentiles {
+            count: self.count,
+            p50_us: at(50),
+            p90_us: at(90),
+            p99_us: at(99),
+        })
+    }
+}
+
+/// `{count, p50_us, p90_us, p99_us}` of one latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    /// Samples taken (the percentiles use the newest 100,000).
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+}
+
+/// Serialized as its percentiles, or null without samples.
+impl Serialize for Samples {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.percentiles().serialize(s)
     }
 }
 
 /// The latencies the summary reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Timing {
     pub syn_to_synack: Samples,
     pub client_hello_to_server_hello: Samples,
     pub request_to_first_byte: Samples,
 }
 
+#[cfg(test)]
 impl Timing {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "syn_to_synack": self.syn_to_synack.to_json(),
-            "client_hello_to_server_hello": self.client_hello_to_server_hello.to_json(),
-            "request_to_first_byte": self.request_to_first_byte.to_json(),
-        })
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("timing serializes")
     }
 }
 
@@ -61,11 +80,11 @@ mod tests {
     #[test]
     fn percentiles() {
         let mut s = Samples::default();
-        assert!(s.to_json().is_null());
+        assert!(serde_json::to_value(&s).unwrap().is_null());
         for v in 1..=100 {
             s.add(v);
         }
-        let j = s.to_json();
+        let j = serde_json::to_value(&s).unwrap();
         assert_eq!(
             (
                 j["count"].as_u64(),

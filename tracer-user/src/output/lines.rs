@@ -1,42 +1,28 @@
-//! The schema's lines other than findings, cert checks and the summary, each
-//! built in one place for both sources: `start`, `event` (`--events all`),
+//! Building the schema's lines from what the pipeline knows, each in one
+//! place for both sources: `start`, `finding`, `event` (`--events all`),
 //! `loss` and `inconclusive`.
 
-use serde_json::{json, Map, Value};
+use std::time::Duration;
 
+use super::line::{
+    AttachMode, EdgePrefixes, EventLine, FindingLine, Inconclusive, Interface, Line, Loss,
+    ProbeLine, ProbeStatus, Source, Start, SCHEMA_VERSION,
+};
 use crate::{
     cli::Settings,
     diagnose::{
-        finding::{evidence_fields, flow_json, Evidence, EvidenceKind, SCHEMA_VERSION},
+        finding::{EvidenceKind, Finding},
         Pending,
     },
     source::{event::Flow, kernel::attach::Probe},
 };
-
-/// Where the events came from: the `source` field of every line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The live agent's kernel programs.
-    Kernel,
-    /// `analyze`: a packet capture.
-    Capture,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Kernel => "kernel",
-            Source::Capture => "capture",
-        }
-    }
-}
 
 /// What the start line says was attached.
 pub enum Attached<'a> {
     /// The live agent: attach mode, interfaces (name, ifindex), probes,
     /// leftovers of an earlier run removed.
     Kernel {
-        mode: &'a str,
+        mode: AttachMode,
         interfaces: Vec<(&'a str, u32)>,
         probes: &'a [Probe],
         stale_removed: &'a [String],
@@ -45,24 +31,32 @@ pub enum Attached<'a> {
     Capture { file: &'a str },
 }
 
-fn millis(d: std::time::Duration) -> u64 {
+fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The `start` line.
-pub fn start(s: &Settings, attached: &Attached<'_>, ts: &str) -> Value {
-    let mut v = json!({
-        "type": "start",
-        "schema_version": SCHEMA_VERSION,
-        "ts": ts,
-        "version": env!("CARGO_PKG_VERSION"),
-        "kernel": crate::source::kernel::kernel_release(),
-        "ports": s.ports,
-        "edge_prefixes": {"ipv4": s.ranges.v4().count(), "ipv6": s.ranges.v6().count()},
-        "all_sources": s.all_sources,
-        "syn_timeout_ms": millis(s.syn_timeout),
-        "response_timeout_ms": millis(s.response_timeout),
-    });
+pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
+    let mut line = Start {
+        schema_version: SCHEMA_VERSION,
+        ts,
+        source: None,
+        capture_file: None,
+        version: env!("CARGO_PKG_VERSION"),
+        kernel: crate::source::kernel::kernel_release(),
+        attach_mode: AttachMode::None,
+        interfaces: Vec::new(),
+        ports: s.ports.clone(),
+        edge_prefixes: EdgePrefixes {
+            ipv4: s.ranges.v4().count(),
+            ipv6: s.ranges.v6().count(),
+        },
+        all_sources: s.all_sources,
+        syn_timeout_ms: millis(s.syn_timeout),
+        response_timeout_ms: millis(s.response_timeout),
+        probes: Vec::new(),
+        stale_removed: Vec::new(),
+    };
     match attached {
         Attached::Kernel {
             mode,
@@ -70,60 +64,77 @@ pub fn start(s: &Settings, attached: &Attached<'_>, ts: &str) -> Value {
             probes,
             stale_removed,
         } => {
-            v["attach_mode"] = json!(mode);
-            v["interfaces"] = interfaces
+            line.attach_mode = *mode;
+            line.interfaces = interfaces
                 .iter()
-                .map(|(name, ifindex)| json!({"name": name, "ifindex": ifindex}))
-                .collect();
-            v["probes"] = probes
-                .iter()
-                .map(|p| match &p.reason {
-                    None => json!({"name": p.name, "status": "attached"}),
-                    Some(r) => json!({"name": p.name, "status": "skipped", "reason": r}),
+                .map(|(name, ifindex)| Interface {
+                    name: (*name).to_owned(),
+                    ifindex: *ifindex,
                 })
                 .collect();
-            v["stale_removed"] = json!(stale_removed);
+            line.probes = probes
+                .iter()
+                .map(|p| ProbeLine {
+                    name: p.name.clone(),
+                    status: if p.reason.is_some() {
+                        ProbeStatus::Skipped
+                    } else {
+                        ProbeStatus::Attached
+                    },
+                    reason: p.reason.clone(),
+                })
+                .collect();
+            line.stale_removed = stale_removed.to_vec();
         }
         Attached::Capture { file } => {
-            v["source"] = json!(Source::Capture.as_str());
-            v["capture_file"] = json!(file);
-            v["attach_mode"] = json!("none");
-            v["interfaces"] = json!([]);
-            v["probes"] = json!([]);
-            v["stale_removed"] = json!([]);
+            line.source = Some(Source::Capture);
+            line.capture_file = Some((*file).to_owned());
         }
     }
-    v
+    Line::Start(line)
+}
+
+/// A `finding` line; `ts` is the RFC 3339 rendering of the finding's time.
+pub fn finding(f: &Finding, ts: String, source: Source) -> Line {
+    Line::Finding(FindingLine {
+        schema_version: SCHEMA_VERSION,
+        ts,
+        source,
+        class: f.cause.class(),
+        cause: f.cause,
+        confidence: f.confidence,
+        flow: f.flow,
+        evidence: f.evidence.clone(),
+        hint: f.hint.clone(),
+        tls: f.tls.clone(),
+        http: f.http.clone(),
+    })
 }
 
 /// An `event` line (`--events all`); `flow` is absent for host-wide
 /// observations (the listen-overflow counter).
-pub fn event(ts: &str, source: Source, what: &EvidenceKind, flow: Option<&Flow>) -> Value {
-    let mut m = Map::new();
-    m.insert("type".into(), json!("event"));
-    m.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    m.insert("ts".into(), json!(ts));
-    m.insert("source".into(), json!(source.as_str()));
-    evidence_fields(what, &mut m);
-    if let Some(flow) = flow {
-        m.insert("flow".into(), flow_json(flow));
-    }
-    Value::Object(m)
+pub fn event(ts: String, source: Source, what: EvidenceKind, flow: Option<Flow>) -> Line {
+    Line::Event(EventLine {
+        schema_version: SCHEMA_VERSION,
+        ts,
+        source,
+        what,
+        flow,
+    })
 }
 
 /// A `loss` line: ring-buffer records the kernel could not hand over.
-pub fn loss(ts: &str, lost: u64, lost_total: u64) -> Value {
-    json!({
-        "type": "loss",
-        "schema_version": SCHEMA_VERSION,
-        "ts": ts,
-        "events_lost": lost,
-        "events_lost_total": lost_total,
+pub fn loss(ts: String, lost: u64, lost_total: u64) -> Line {
+    Line::Loss(Loss {
+        schema_version: SCHEMA_VERSION,
+        ts,
+        events_lost: lost,
+        events_lost_total: lost_total,
     })
 }
 
 /// An `inconclusive` line: a connection still waiting when the capture ended.
-pub fn inconclusive(p: &Pending, end_ns: u64, s: &Settings, ts: &str) -> Value {
+pub fn inconclusive(p: Pending, end_ns: u64, s: &Settings, ts: String) -> Line {
     let watched_ms = end_ns.saturating_sub(p.waiting_since_ns) / 1_000_000;
     let (needed, what, flag) = if p.for_response {
         (s.response_timeout, "its request", "--response-timeout")
@@ -131,16 +142,15 @@ pub fn inconclusive(p: &Pending, end_ns: u64, s: &Settings, ts: &str) -> Value {
         (s.syn_timeout, "its first SYN", "--syn-timeout")
     };
     let needed_ms = millis(needed);
-    json!({
-        "type": "inconclusive",
-        "schema_version": SCHEMA_VERSION,
-        "ts": ts,
-        "source": Source::Capture.as_str(),
-        "flow": flow_json(&p.flow),
-        "watched_ms": watched_ms,
-        "needed_ms": needed_ms,
-        "evidence": p.evidence.iter().map(Evidence::to_json).collect::<Vec<_>>(),
-        "reason": format!(
+    Line::Inconclusive(Inconclusive {
+        schema_version: SCHEMA_VERSION,
+        ts,
+        source: Source::Capture,
+        flow: p.flow,
+        watched_ms,
+        needed_ms,
+        evidence: p.evidence,
+        reason: format!(
             "the capture ends {watched_ms} ms after {what}, before {flag} ({needed_ms} ms): no verdict"
         ),
     })

@@ -2,6 +2,7 @@
 //! human rendering ([`pretty`]), the non-blocking writer ([`sink`]) and the
 //! `--write-pcap` evidence file ([`pcap`]).
 
+pub mod line;
 pub mod lines;
 pub mod pcap;
 pub mod pretty;

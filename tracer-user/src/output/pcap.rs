@@ -22,8 +22,8 @@ use pcap_file::{
     },
     DataLink,
 };
-use serde_json::{json, Value};
 
+use super::line::PcapReport;
 use crate::{
     clock::WallClock,
     source::{event::Flow, kernel::records::PacketSnap},
@@ -183,15 +183,15 @@ impl PcapEvidence {
     }
 
     /// Flush and report, for the summary line.
-    pub fn finish(mut self) -> Value {
+    pub fn finish(mut self) -> PcapReport {
         use std::io::Write;
         let flushed = self.writer.get_mut().flush().is_ok();
-        json!({
-            "file": self.file,
-            "flows_written": self.flows_written,
-            "packets_written": self.packets_written,
-            "packets_not_written": self.packets_not_written,
-            "complete": flushed && self.packets_not_written == 0,
-        })
+        PcapReport {
+            complete: flushed && self.packets_not_written == 0,
+            file: self.file,
+            flows_written: self.flows_written,
+            packets_written: self.packets_written,
+            packets_not_written: self.packets_not_written,
+        }
     }
 }

@@ -1,149 +1,151 @@
-//! Human-readable rendering of the schema's lines (`--format pretty`).
+//! Human-readable rendering of the schema's lines (`--format pretty`), from
+//! the line types themselves.
 
-use serde_json::Value;
+use std::net::IpAddr;
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
+use super::line::{
+    CertCheckLine, FindingLine, Inconclusive, Line, Loss, ProbeStatus, Source, Start, Summary,
+};
+use crate::{
+    diagnose::finding::{Evidence, EvidenceKind},
+    source::event::{flags_name, icmp_name, Flow, FlowEventKind},
+};
 
-fn endpoint(flow: &Value, addr: &str, port: &str) -> String {
-    let a = s(flow, addr);
-    let p = flow.get(port).and_then(Value::as_u64).unwrap_or(0);
-    if a.contains(':') {
-        format!("[{a}]:{p}")
-    } else {
-        format!("{a}:{p}")
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
 }
 
-fn flow_text(v: &Value) -> String {
-    let f = &v["flow"];
+fn flow_text(f: &Flow) -> String {
     format!(
         "{} -> {}",
-        endpoint(f, "src", "sport"),
-        endpoint(f, "dst", "dport")
+        endpoint(f.edge, f.edge_port),
+        endpoint(f.origin, f.origin_port)
     )
 }
 
-fn evidence_text(e: &Value) -> String {
-    let mut t = s(e, "event").to_owned();
-    for key in ["reason", "direction", "segment", "detail"] {
-        if let Some(x) = e.get(key).and_then(Value::as_str) {
-            t.push(' ');
-            t.push_str(x);
-        }
-    }
-    if let Some(name) = e.pointer("/icmp/name").and_then(Value::as_str) {
+/// An observation in a few words: `kernel_drop NO_SOCKET in SYN`.
+fn what_text(what: &EvidenceKind) -> String {
+    let mut t = what.event().to_owned();
+    let mut add = |x: &str| {
         t.push(' ');
-        t.push_str(name);
-    }
-    if let (Some(from), Some(to)) = (
-        e.get("from").and_then(Value::as_str),
-        e.get("to").and_then(Value::as_str),
-    ) {
-        t.push_str(&format!(" {from}->{to}"));
-    }
-    if let Some(q) = e.pointer("/queue/accept_queue").and_then(Value::as_u64) {
-        t.push_str(&format!(" accept_queue={q}"));
-    }
-    if let Some(t_us) = e.get("t_us").and_then(Value::as_u64) {
-        t.push_str(&format!(" +{t_us}us"));
-    }
-    if let Some(r) = e.get("repeat").and_then(Value::as_u64) {
-        t.push_str(&format!(" x{r}"));
+        t.push_str(x);
+    };
+    match what {
+        EvidenceKind::Payload { detail, .. } => add(detail),
+        EvidenceKind::ListenOverflowCounter { queue, .. } => {
+            if let Some((_, q)) = queue {
+                add(&format!("accept_queue={q}"));
+            }
+        }
+        EvidenceKind::Flow(kind) => match kind {
+            FlowEventKind::KernelDrop {
+                reason,
+                outbound,
+                tcp_flags,
+            } => {
+                add(reason.as_str());
+                add(if *outbound { "out" } else { "in" });
+                add(&flags_name(*tcp_flags));
+            }
+            FlowEventKind::KernelSendReset {
+                reason: Some(reason),
+            } => add(reason),
+            FlowEventKind::IcmpUnreachOut { v6, code, .. } => add(icmp_name(*v6, *code)),
+            FlowEventKind::StateChange { from, to } => add(&format!("{from}->{to}")),
+            _ => {}
+        },
     }
     t
 }
 
-fn time_of(v: &Value) -> &str {
-    let ts = s(v, "ts");
+fn evidence_text(e: &Evidence) -> String {
+    let mut t = what_text(&e.what);
+    t.push_str(&format!(" +{}us", e.t_us));
+    if e.repeat > 1 {
+        t.push_str(&format!(" x{}", e.repeat));
+    }
+    t
+}
+
+fn evidence_list(items: &[Evidence]) -> String {
+    items
+        .iter()
+        .map(evidence_text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `HH:MM:SS.mmm` of an RFC 3339 time.
+fn time_of(ts: &str) -> &str {
     ts.get(11..23).unwrap_or(ts)
 }
 
-fn ports(v: &Value) -> String {
-    let list = v["ports"]
-        .as_array()
-        .map(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>());
-    list.unwrap_or_default().join(",")
+fn ports(p: &[u16]) -> String {
+    p.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-fn prefixes(v: &Value) -> String {
-    let all = if v["all_sources"].as_bool() == Some(true) {
-        ", all sources"
-    } else {
-        ""
-    };
+fn prefixes(l: &Start) -> String {
+    let all = if l.all_sources { ", all sources" } else { "" };
     format!(
         "{} IPv4 + {} IPv6 edge prefixes{all}",
-        v["edge_prefixes"]["ipv4"], v["edge_prefixes"]["ipv6"]
+        l.edge_prefixes.ipv4, l.edge_prefixes.ipv6
     )
 }
 
-fn evidence_list(v: &Value) -> String {
-    let items: Vec<String> = v["evidence"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(evidence_text)
-        .collect();
-    items.join(", ")
-}
-
-fn start(v: &Value) -> String {
-    if s(v, "source") == "capture" {
+fn start(l: &Start) -> String {
+    if l.source == Some(Source::Capture) {
         return format!(
             "origin-tracer {}: analysing {} for ports {} ({})",
-            s(v, "version"),
-            s(v, "capture_file"),
-            ports(v),
-            prefixes(v)
+            l.version,
+            l.capture_file.as_deref().unwrap_or(""),
+            ports(&l.ports),
+            prefixes(l)
         );
     }
-    let ifaces: Vec<&str> = v["interfaces"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|i| i["name"].as_str()).collect())
-        .unwrap_or_default();
-    let probes = v["probes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let attached = probes
+    let ifaces: Vec<&str> = l.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let attached = l
+        .probes
         .iter()
-        .filter(|p| s(p, "status") == "attached")
+        .filter(|p| p.status == ProbeStatus::Attached)
         .count();
+    let mode = serde_json::to_value(l.attach_mode).unwrap_or_default();
     let mut out = format!(
         "origin-tracer {} on Linux {}: watching {} ports {} ({}), {attached} probes attached via {}",
-        s(v, "version"),
-        s(v, "kernel"),
+        l.version,
+        l.kernel,
         ifaces.join(","),
-        ports(v),
-        prefixes(v),
-        s(v, "attach_mode"),
+        ports(&l.ports),
+        prefixes(l),
+        mode.as_str().unwrap_or(""),
     );
-    let skipped: Vec<String> = probes
+    let skipped: Vec<String> = l
+        .probes
         .iter()
-        .filter(|p| s(p, "status") != "attached")
-        .map(|p| format!("{} ({})", s(p, "name"), s(p, "reason")))
+        .filter(|p| p.status == ProbeStatus::Skipped)
+        .map(|p| format!("{} ({})", p.name, p.reason.as_deref().unwrap_or("")))
         .collect();
     if !skipped.is_empty() {
         out.push_str(&format!("\n  skipped: {}", skipped.join("; ")));
     }
-    for stale in v["stale_removed"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "\n  removed leftover of an earlier run: {}",
-            stale.as_str().unwrap_or("")
-        ));
+    for stale in &l.stale_removed {
+        out.push_str(&format!("\n  removed leftover of an earlier run: {stale}"));
     }
     out
 }
 
-fn summary(v: &Value) -> String {
-    let causes: Vec<String> = v["findings"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, n)| n.as_u64() != Some(0))
-        .map(|(c, n)| format!("{c} {n}"))
+fn summary(l: &Summary) -> String {
+    let causes: Vec<String> = l
+        .findings
+        .0
+        .iter()
+        .filter(|(_, n)| **n != 0)
+        .map(|(c, n)| format!("{} {n}", c.as_str()))
         .collect();
     let causes = if causes.is_empty() {
         String::new()
@@ -152,99 +154,137 @@ fn summary(v: &Value) -> String {
     };
     let head = format!(
         "summary: {} findings{causes}, {} healthy handshakes",
-        v["findings_total"], v["healthy_handshakes"]
+        l.findings_total, l.healthy_handshakes
     );
-    if s(v, "source") == "capture" {
-        let c = &v["capture"];
-        let skipped: u64 = c["packets_skipped"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, n)| n.as_u64())
-            .sum();
-        let damage = c["damage"]
-            .as_str()
+    if let Some(c) = &l.capture {
+        let skipped: u64 = c.packets_skipped.values().sum();
+        let damage = c
+            .damage
+            .as_deref()
             .map(|d| format!("; {d}"))
             .unwrap_or_default();
         return format!(
             "{head}, {} inconclusive, {} packets read, {skipped} skipped{damage}",
-            v["pending_at_exit"], c["packets"]
+            l.pending_at_exit, c.packets
         );
     }
     format!(
         "{head}, {} kernel events, {} lost, {} pending at exit",
-        v["events_received"], v["events_lost"], v["pending_at_exit"]
+        l.events_received, l.events_lost, l.pending_at_exit
+    )
+}
+
+fn finding(l: &FindingLine) -> String {
+    format!(
+        "{} {} {} [{}] {}\n    evidence: {}\n    hint: {}",
+        time_of(&l.ts),
+        l.class.as_str(),
+        l.cause.as_str(),
+        l.confidence.as_str(),
+        flow_text(&l.flow),
+        evidence_list(&l.evidence),
+        l.hint
+    )
+}
+
+fn inconclusive(l: &Inconclusive) -> String {
+    format!(
+        "{} inconclusive {}\n    evidence: {}\n    why: {}",
+        time_of(&l.ts),
+        flow_text(&l.flow),
+        evidence_list(&l.evidence),
+        l.reason
+    )
+}
+
+fn loss(l: &Loss) -> String {
+    format!(
+        "{} WARNING: {} kernel events lost (ring buffer full), {} in all",
+        time_of(&l.ts),
+        l.events_lost,
+        l.events_lost_total
+    )
+}
+
+fn cert_check(l: &CertCheckLine) -> String {
+    let verdict = if l.problems.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("FAILS Full (strict): {}", l.problems.join(", "))
+    };
+    let expiry = l
+        .days_until_expiry
+        .map(|d| format!(", expires in {d} days"))
+        .unwrap_or_default();
+    format!(
+        "{} cert_check {} at {}: {verdict}{expiry}",
+        time_of(&l.ts),
+        l.sni,
+        endpoint(l.addr, l.port)
     )
 }
 
 /// One human-readable rendering of a schema line.
-pub fn render(v: &Value) -> String {
-    match s(v, "type") {
-        "start" => start(v),
-        "finding" => format!(
-            "{} {} {} [{}] {}\n    evidence: {}\n    hint: {}",
-            time_of(v),
-            s(v, "class"),
-            s(v, "cause"),
-            s(v, "confidence"),
-            flow_text(v),
-            evidence_list(v),
-            s(v, "hint")
-        ),
-        "inconclusive" => format!(
-            "{} inconclusive {}\n    evidence: {}\n    why: {}",
-            time_of(v),
-            flow_text(v),
-            evidence_list(v),
-            s(v, "reason")
-        ),
-        "event" => format!("{} event {} {}", time_of(v), evidence_text(v), flow_text(v)),
-        "loss" => format!(
-            "{} WARNING: {} kernel events lost (ring buffer full), {} in all",
-            time_of(v),
-            v["events_lost"],
-            v["events_lost_total"]
-        ),
-        "summary" => summary(v),
-        "cert_check" => {
-            let problems: Vec<&str> = v["problems"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let verdict = if problems.is_empty() {
-                "ok".to_owned()
-            } else {
-                format!("FAILS Full (strict): {}", problems.join(", "))
-            };
-            let expiry = v["days_until_expiry"]
-                .as_i64()
-                .map(|d| format!(", expires in {d} days"))
-                .unwrap_or_default();
-            format!(
-                "{} cert_check {} at {}: {verdict}{expiry}",
-                time_of(v),
-                s(v, "sni"),
-                endpoint(v, "addr", "port")
-            )
+pub fn render(line: &Line) -> String {
+    match line {
+        Line::Start(l) => start(l),
+        Line::Finding(l) => finding(l),
+        Line::Inconclusive(l) => inconclusive(l),
+        Line::Event(l) => {
+            let flow = l.flow.as_ref().map(flow_text).unwrap_or_default();
+            format!("{} event {} {flow}", time_of(&l.ts), what_text(&l.what))
+                .trim_end()
+                .to_owned()
         }
-        _ => v.to_string(),
+        Line::Loss(l) => loss(l),
+        Line::Summary(l) => summary(l),
+        Line::CertCheck(l) => cert_check(l),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::{
+        diagnose::finding::{Cause, Confidence, Finding},
+        output::lines,
+        source::names::DropReason,
+    };
 
     #[test]
     fn pretty_finding_names_cause_flow_and_hint() {
-        let v = json!({"type":"finding","ts":"2026-11-21T16:00:00.123456Z","class":"521","cause":"no_listener",
-            "confidence":"high","flow":{"src":"2001:db8::1","sport":4000,"dst":"2001:db8::2","dport":81,"family":"ipv6"},
-            "evidence":[{"t_us":0,"event":"syn_in"},{"t_us":30,"event":"kernel_drop","reason":"NO_SOCKET","direction":"in","segment":"SYN"}],
-            "hint":"check ss"});
-        let p = render(&v);
+        let f = Finding {
+            ts_ns: 0,
+            flow: Flow {
+                edge: "2001:db8::1".parse().unwrap(),
+                edge_port: 4000,
+                origin: "2001:db8::2".parse().unwrap(),
+                origin_port: 81,
+            },
+            cause: Cause::NoListener,
+            confidence: Confidence::High,
+            evidence: vec![
+                Evidence {
+                    t_us: 0,
+                    what: EvidenceKind::Flow(FlowEventKind::SynIn),
+                    repeat: 1,
+                },
+                Evidence {
+                    t_us: 30,
+                    what: EvidenceKind::Flow(FlowEventKind::KernelDrop {
+                        reason: DropReason::NoSocket,
+                        outbound: false,
+                        tcp_flags: 0x02,
+                    }),
+                    repeat: 1,
+                },
+            ],
+            hint: "check ss".into(),
+            tls: None,
+            http: None,
+        };
+        let line = lines::finding(&f, "2026-11-21T16:00:00.123456Z".into(), Source::Kernel);
+        let p = render(&line);
         assert!(
             p.starts_with(
                 "16:00:00.123 521 no_listener [high] [2001:db8::1]:4000 -> [2001:db8::2]:81"

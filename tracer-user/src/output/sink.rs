@@ -12,8 +12,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use serde_json::Value;
-
+use super::line::Line;
 use crate::cli::Format;
 
 pub struct Sink {
@@ -64,17 +63,19 @@ impl Sink {
         }
     }
 
-    fn render(&self, v: &Value) -> String {
+    fn render(&self, line: &Line) -> String {
         let mut s = match self.format {
-            Format::Json => v.to_string(),
-            Format::Pretty => crate::output::pretty::render(v),
+            // Every line type serializes: its fields are strings, numbers and
+            // maps with string keys.
+            Format::Json => serde_json::to_string(line).unwrap_or_default(),
+            Format::Pretty => crate::output::pretty::render(line),
         };
         s.push('\n');
         s
     }
 
     /// Queue a line without ever blocking; a full buffer counts a dropped line.
-    pub fn emit(&self, v: &Value) {
+    pub fn emit(&self, v: &Line) {
         let Some(tx) = &self.tx else { return };
         match tx.try_send(self.render(v)) {
             Ok(()) => {}
@@ -86,7 +87,7 @@ impl Sink {
     }
 
     /// Queue a line, waiting for room (start and summary lines).
-    pub fn emit_wait(&self, v: &Value) {
+    pub fn emit_wait(&self, v: &Line) {
         if let Some(tx) = &self.tx {
             if tx.send(self.render(v)).is_err() {
                 self.closed.store(true, Ordering::SeqCst);
@@ -115,7 +116,8 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::output::lines;
+    use serde_json::Value;
     use std::sync::Mutex;
 
     /// A writer that blocks until released, then records everything.
@@ -142,7 +144,7 @@ mod tests {
         let hold = slow.gate.lock().unwrap();
         let sink = Sink::new(slow.clone(), Format::Json, 100);
         for i in 0..150 {
-            sink.emit(&json!({"type": "event", "n": i}));
+            sink.emit(&lines::loss(String::new(), i, i));
         }
         // The writer holds at most one line outside the queue.
         assert!((49..=50).contains(&sink.dropped()), "{}", sink.dropped());
@@ -153,7 +155,7 @@ mod tests {
         assert_eq!(text.lines().count() as u64, 150 - dropped);
         // Order is kept.
         let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!(first["n"], 0);
+        assert_eq!(first["events_lost"], 0);
     }
 
     struct Broken;
@@ -169,7 +171,7 @@ mod tests {
     #[test]
     fn a_broken_pipe_closes_quietly() {
         let sink = Sink::new(Broken, Format::Json, 4);
-        sink.emit_wait(&json!({"type": "start"}));
+        sink.emit_wait(&lines::loss(String::new(), 1, 1));
         for _ in 0..100 {
             if sink.is_closed() {
                 break;

@@ -1,12 +1,10 @@
 //! The summary line, shared by the live agent and capture analysis, and the
 //! one counter type the pipeline keeps for it.
 
-use serde_json::{json, Map, Value};
-
-use crate::diagnose::{
-    finding::{Cause, SCHEMA_VERSION},
-    Stats,
+use super::line::{
+    CaptureReport, FindingCounts, Line, PcapReport, Source, Summary, SCHEMA_VERSION,
 };
+use crate::diagnose::Stats;
 
 /// What the source, the pipeline and the sink counted (the diagnoser's own
 /// counts are its [`Stats`]).
@@ -23,32 +21,36 @@ pub struct Counts {
     pub lines_dropped: u64,
 }
 
+/// The parts of the summary only one source has.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// `analyze`: `capture`.
+    pub source: Option<Source>,
+    /// `--write-pcap`.
+    pub pcap: Option<PcapReport>,
+    /// `analyze`: what the capture held.
+    pub capture: Option<CaptureReport>,
+}
+
 /// The schema v1 `summary` line.
-pub fn summary(stats: &Stats, c: &Counts, ts: &str) -> Value {
-    let findings: Map<String, Value> = Cause::ALL
-        .iter()
-        .map(|cause| {
-            (
-                cause.as_str().to_owned(),
-                json!(stats.findings.get(cause).copied().unwrap_or(0)),
-            )
-        })
-        .collect();
-    json!({
-        "type": "summary",
-        "schema_version": SCHEMA_VERSION,
-        "ts": ts,
-        "duration_ms": c.duration_ms,
-        "findings": findings,
-        "findings_total": stats.findings.values().sum::<u64>(),
-        "healthy_handshakes": stats.healthy_handshakes,
-        "events_received": c.events_received,
-        "events_lost": c.events_lost,
-        "kernel_read_errors": c.kernel_read_errors,
-        "flows_untracked": c.flows_untracked,
-        "flows_evicted": stats.flows_evicted,
-        "pending_at_exit": c.pending_at_exit,
-        "lines_dropped": c.lines_dropped,
-        "timing": stats.timing.to_json(),
+pub fn summary(stats: &Stats, c: &Counts, ts: String, extra: Extra) -> Line {
+    Line::Summary(Summary {
+        schema_version: SCHEMA_VERSION,
+        ts,
+        source: extra.source,
+        duration_ms: c.duration_ms,
+        findings: FindingCounts(stats.findings.clone()),
+        findings_total: stats.findings.values().sum(),
+        healthy_handshakes: stats.healthy_handshakes,
+        events_received: c.events_received,
+        events_lost: c.events_lost,
+        kernel_read_errors: c.kernel_read_errors,
+        flows_untracked: c.flows_untracked,
+        flows_evicted: stats.flows_evicted,
+        pending_at_exit: c.pending_at_exit,
+        lines_dropped: c.lines_dropped,
+        timing: stats.timing.clone(),
+        pcap: extra.pcap,
+        capture: extra.capture,
     })
 }

@@ -1,0 +1,96 @@
+//! One sentence per finding on what to check, in the operator's terms, in the
+//! spirit of Cloudflare's troubleshooting pages.
+
+use std::net::IpAddr;
+
+use super::finding::Cause;
+use crate::source::event::Flow;
+
+fn addr_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// How a 520/524 over TLS was told: " (TLS 1.3, request and response
+/// encrypted ...)"; nothing over plain HTTP.
+fn over_tls(detail: Option<&str>) -> String {
+    detail
+        .filter(|d| d.starts_with("TLS"))
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+/// One sentence on what to check, in the operator's terms.
+pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
+    let origin = addr_port(flow.origin, flow.origin_port);
+    let port = flow.origin_port;
+    let edge = flow.edge;
+    match cause {
+        Cause::NoListener => format!(
+            "nothing listens on {origin}: is the web server running and bound to this address? check `ss -tlnp 'sport = :{port}'`"
+        ),
+        Cause::FirewallReject => format!(
+            "a firewall rule rejects {edge} on port {port}: find the REJECT rule (`nft list ruleset`, `iptables -S`) and allow Cloudflare's IP ranges"
+        ),
+        Cause::FirewallDrop => format!(
+            "a firewall rule drops SYNs from {edge} to port {port}: check `nft list ruleset` / `iptables -L -v -n` and allow Cloudflare's IP ranges"
+        ),
+        Cause::ListenOverflow => format!(
+            "the listener on port {port} accepts too slowly and its accept queue is full: check the server's workers (hung or overloaded?) and its backlog (`ss -tln 'sport = :{port}'`, net.core.somaxconn)"
+        ),
+        Cause::SynackUnacked => {
+            let dropped = drop_reason.map(|r| format!(" (this host dropped it: {r})")).unwrap_or_default();
+            format!(
+                "the SYN-ACK to {edge} was never acknowledged{dropped}: the return path is broken; check `ip route get {edge}`, the next hop, asymmetric routing, rp_filter and egress firewall rules"
+            )
+        }
+        Cause::KernelDrop => match drop_reason {
+            Some("IP_RPFILTER") => format!(
+                "the reverse-path filter dropped the SYN from {edge}: the route back to it leaves by another interface; check rp_filter and `ip route get {edge}`"
+            ),
+            Some(r) => format!(
+                "the kernel dropped the SYN from {edge} to port {port} ({r}): check `nstat -az` and the kernel log for that reason"
+            ),
+            None => format!("the kernel dropped the SYN from {edge} to port {port}"),
+        },
+        Cause::TlsAlertFromOrigin => format!(
+            "the origin's TLS stack refused the edge's handshake on port {port} ({}): check the server's TLS versions, ciphers and the certificate for the SNI (`openssl s_client -connect {origin} -servername <host>`)",
+            drop_reason.unwrap_or("alert")
+        ),
+        Cause::TlsClosedDuringHandshake => format!(
+            "the origin closed the connection after the edge's ClientHello without answering: check the TLS configuration for this SNI and the server's error log (`openssl s_client -connect {origin}`)"
+        ),
+        Cause::NotTls => format!(
+            "the origin answered the edge's ClientHello on port {port} with something that is not TLS: is this port serving plain HTTP? set the Cloudflare SSL mode or the listener right"
+        ),
+        Cause::EdgeRejectedCertificate => format!(
+            "the edge rejected the origin's certificate ({}): check expiry, the hostnames in its SAN and its chain (`--check-certs`, Cloudflare Full (strict) needs a publicly trusted or Origin CA certificate)",
+            drop_reason.unwrap_or("certificate alert")
+        ),
+        Cause::EdgeAbortedAfterCertificate => "with TLS 1.3 the edge closed right after the origin's certificate without finishing the handshake (its alert is encrypted, so this is inferred): most likely it rejected the certificate; run with --check-certs".to_owned(),
+        Cause::ResetAfterRequest => format!(
+            "the origin reset the connection after reading the request, before answering: check the application server behind {origin} (crashes, worker limits, SO_LINGER 0 closes) and its logs{}",
+            over_tls(drop_reason)
+        ),
+        Cause::ClosedWithoutResponse => format!(
+            "the origin closed the connection after reading the request without any response byte: check the application's error log and timeouts (e.g. an upstream that crashes or a keepalive mismatch){}",
+            over_tls(drop_reason)
+        ),
+        Cause::HeadersTooLarge => format!(
+            "the response header block is over Cloudflare's 16 KiB limit ({}): trim large headers or cookies set by the application",
+            drop_reason.unwrap_or("size unknown")
+        ),
+        Cause::MalformedResponse => format!(
+            "the origin answered an HTTP request on port {port} with bytes that are not an HTTP status line: is another service listening on this port?"
+        ),
+        Cause::ResponseTimeout => format!(
+            "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s){}",
+            over_tls(drop_reason)
+        ),
+        Cause::SynUnanswered => format!(
+            "SYNs from {edge} to port {port} got no answer and nothing on this host explained why: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
+        ),
+    }
+}
