@@ -163,7 +163,7 @@ fn start_line(
     lines::start(
         s,
         &Attached::Kernel {
-            mode: if kernel.mode == "tcx" {
+            mode: if kernel.tcx {
                 AttachMode::Tcx
             } else {
                 AttachMode::Netlink

@@ -56,7 +56,8 @@ pub struct Kernel {
     pub names: KernelNames,
     pub probes: Vec<Probe>,
     pub stale_removed: Vec<String>,
-    pub mode: &'static str,
+    /// The TC programs hang off TCX links (else netlink tc filters).
+    pub tcx: bool,
     /// Interfaces on which we created the clsact qdisc (netlink mode).
     our_qdiscs: Vec<String>,
     ebpf: Option<Ebpf>,
@@ -204,7 +205,7 @@ fn attach_tc(
     ifaces: &[Iface],
     mode: AttachMode,
     our_qdiscs: &mut Vec<String>,
-) -> Result<&'static str> {
+) -> Result<bool> {
     let tcx_possible = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let use_tcx = match mode {
         AttachMode::Tcx if !tcx_possible => bail!("--attach-mode tcx needs Linux 6.6 or later"),
@@ -259,7 +260,7 @@ fn attach_tc(
             }
         }
     }
-    Ok(if use_tcx { "tcx" } else { "netlink" })
+    Ok(use_tcx)
 }
 
 fn attach_tracepoint(
@@ -288,9 +289,9 @@ fn attach_all(
     ifaces: &[Iface],
     drop_layout: Result<DropLayout, String>,
     sock_layouts: Vec<Result<TpLayout, String>>,
-) -> Result<(&'static str, Vec<String>, Vec<Probe>)> {
+) -> Result<(bool, Vec<String>, Vec<Probe>)> {
     let mut our_qdiscs = Vec::new();
-    let mode = match attach_tc(ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
+    let tcx = match attach_tc(ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
         Ok(m) => m,
         Err(e) => {
             for q in &our_qdiscs {
@@ -326,7 +327,7 @@ fn attach_all(
         });
     }
 
-    Ok((mode, our_qdiscs, probes))
+    Ok((tcx, our_qdiscs, probes))
 }
 
 /// Load, configure and attach everything; report what was skipped and why.
@@ -385,7 +386,7 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         &tp,
     )?;
 
-    let (mode, our_qdiscs, probes) = attach_all(&mut ebpf, s, ifaces, drop_layout, sock_layouts)?;
+    let (tcx, our_qdiscs, probes) = attach_all(&mut ebpf, s, ifaces, drop_layout, sock_layouts)?;
     let events = RingBuf::try_from(
         ebpf.take_map(names::EVENTS)
             .context("eBPF object lacks EVENTS")?,
@@ -400,7 +401,7 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         names: names_,
         probes,
         stale_removed,
-        mode,
+        tcx,
         our_qdiscs,
         ebpf: Some(ebpf),
     })
