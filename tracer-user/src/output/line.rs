@@ -53,6 +53,17 @@ pub enum AttachMode {
     None,
 }
 
+impl AttachMode {
+    /// The schema's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Netlink => "netlink",
+            AttachMode::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Interface {
     pub name: String,

@@ -114,7 +114,6 @@ fn start(l: &Start) -> String {
         .iter()
         .filter(|p| p.status == ProbeStatus::Attached)
         .count();
-    let mode = serde_json::to_value(l.attach_mode).unwrap_or_default();
     let mut out = format!(
         "origin-tracer {} on Linux {}: watching {} ports {} ({}), {attached} probes attached via {}",
         l.version,
@@ -122,7 +121,7 @@ fn start(l: &Start) -> String {
         ifaces.join(","),
         ports(&l.ports),
         prefixes(l),
-        mode.as_str().unwrap_or(""),
+        l.attach_mode.as_str(),
     );
     let skipped: Vec<String> = l
         .probes

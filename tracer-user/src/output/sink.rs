@@ -63,21 +63,29 @@ impl Sink {
         }
     }
 
-    fn render(&self, line: &Line) -> String {
+    fn render(&self, line: &Line) -> Option<String> {
         let mut s = match self.format {
-            // Every line type serializes: its fields are strings, numbers and
-            // maps with string keys.
-            Format::Json => serde_json::to_string(line).unwrap_or_default(),
+            Format::Json => match serde_json::to_string(line) {
+                Ok(s) => s,
+                // Not expected (every field is a string, a number or a map
+                // with string keys), and never a broken line if it happens.
+                Err(e) => {
+                    tracing::warn!("a line could not be written as JSON: {e}");
+                    return None;
+                }
+            },
             Format::Pretty => crate::output::pretty::render(line),
         };
         s.push('\n');
-        s
+        Some(s)
     }
 
     /// Queue a line without ever blocking; a full buffer counts a dropped line.
     pub fn emit(&self, v: &Line) {
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(self.render(v)) {
+        let (Some(tx), Some(text)) = (&self.tx, self.render(v)) else {
+            return;
+        };
+        match tx.try_send(text) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -88,8 +96,8 @@ impl Sink {
 
     /// Queue a line, waiting for room (start and summary lines).
     pub fn emit_wait(&self, v: &Line) {
-        if let Some(tx) = &self.tx {
-            if tx.send(self.render(v)).is_err() {
+        if let (Some(tx), Some(text)) = (&self.tx, self.render(v)) {
+            if tx.send(text).is_err() {
                 self.closed.store(true, Ordering::SeqCst);
             }
         }
