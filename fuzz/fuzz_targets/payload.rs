@@ -43,10 +43,8 @@ fuzz_target!(|data: &[u8]| {
             app.origin_sent_unseen(*seq, None),
         );
     }
-    if let Some(http) = app.http_json() {
-        if let Some(path) = http.get("path").and_then(|p| p.as_str()) {
-            assert!(!path.contains('?'), "a query string in the output: {path:?}");
-        }
+    if let Some(path) = app.http_facts().and_then(|h| h.path) {
+        assert!(!path.contains('?'), "a query string in the output: {path:?}");
     }
-    let _ = app.tls_json();
+    let _ = app.tls_facts();
 });
