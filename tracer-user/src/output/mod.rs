@@ -1,6 +1,7 @@
-//! What leaves the agent: the schema's lines ([`summary`] among them), their
-//! human rendering ([`pretty`]), the non-blocking writer ([`sink`]) and the
-//! `--write-pcap` evidence file ([`pcap`]).
+//! What leaves the agent: the schema's line types ([`line`]), built from what
+//! the pipeline knows ([`lines`], [`summary`]), their human rendering
+//! ([`pretty`]), the non-blocking writer ([`sink`]) and the `--write-pcap`
+//! evidence file ([`pcap`]).
 
 pub mod line;
 pub mod lines;
