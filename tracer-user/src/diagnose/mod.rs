@@ -1,6 +1,6 @@
 //! The diagnoser: a bounded per-connection table fed with [`Event`]s, that
-//! names the cause of every failed edge connection ([`flow`]: one
-//! connection's state and decisions, [`rules`]: the causes, [`payload`]: what
+//! names the cause of every failed edge connection (`flow`: one
+//! connection's state and decisions, `rules`: the causes, [`payload`]: what
 //! its first bytes said, [`finding`]: what comes out). Pure: no I/O, time is
 //! injected (`CLOCK_MONOTONIC` ns), so it runs the same on live kernel events,
 //! on captures and in unit tests.
