@@ -13,7 +13,11 @@ use crate::{
         summary::Extra,
     },
     pipeline::Pipeline,
-    source::capture::{decode, packets::Packetizer, reader},
+    source::capture::{
+        decode::{self, Skip},
+        packets::Packetizer,
+        reader,
+    },
 };
 use anyhow::Result;
 
@@ -65,7 +69,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
         tracer_ebpf::FLOW_CAPACITY as usize,
     );
     let mut clock = CaptureClock::default();
-    let mut skipped: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut skipped: BTreeMap<Skip, u64> = BTreeMap::new();
     let start = || {
         // The start line is stamped with the time of the run, not the capture's.
         let now = WallClock::new().rfc3339(monotonic_ns());
@@ -83,7 +87,7 @@ pub fn run(s: &Settings, file: &std::path::Path) -> Result<()> {
             p.decide(ts);
         }
         match decode::decode(pkt.link, pkt.data) {
-            Err(skip) => *skipped.entry(skip.as_str()).or_default() += 1,
+            Err(skip) => *skipped.entry(skip).or_default() += 1,
             Ok(None) => {}
             Ok(Some(d)) => {
                 for ev in packets.on_packet(ts, &d) {

@@ -128,6 +128,9 @@ pub enum Command {
         /// The capture file (tcpdump -w, Wireshark, ...).
         file: PathBuf,
     },
+    /// Print the JSON Schema of the output lines (docs/schema-v1.json) and
+    /// exit.
+    Schema,
 }
 
 /// Parse `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
@@ -235,6 +238,10 @@ impl Args {
         });
         let capture = match self.command {
             None => None,
+            // main prints the schema without resolving anything.
+            Some(Command::Schema) => {
+                return Err(UsageError::Conflict("`schema` takes no settings"))
+            }
             Some(Command::Analyze { file }) => {
                 if !self.ifaces.is_empty() {
                     return Err(UsageError::LiveOnly("--iface"));

@@ -4,7 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracer_user::{analyze, cli::Args, run};
+use tracer_user::{
+    analyze,
+    cli::{Args, Command},
+    output::schema,
+    run,
+};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -14,7 +19,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let settings = match Args::parse().resolve() {
+    let args = Args::parse();
+    if matches!(args.command, Some(Command::Schema)) {
+        print!("{}", schema::to_file_text());
+        return ExitCode::SUCCESS;
+    }
+    let settings = match args.resolve() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("origin-tracer: {e}");

@@ -1,5 +1,6 @@
 //! Developer tasks: build the committed eBPF object (and check it matches its
-//! sources), run every test, run the demo lab.
+//! sources), keep docs/schema-v1.json generated, run every test, run the
+//! demo lab and the benchmarks.
 
 mod bench;
 mod bench_analyze;
@@ -7,6 +8,7 @@ mod demo;
 mod deps;
 mod ebpf;
 mod flood;
+mod schema;
 
 use std::{
     path::{Path, PathBuf},
@@ -52,6 +54,13 @@ enum Cmd {
     /// `tshark -z conv,tcp` (installed with apt-get if missing); packets per
     /// second and peak memory. Needs no root unless tshark must be installed.
     BenchAnalyze,
+    /// Write docs/schema-v1.json from the output line types (what
+    /// `origin-tracer schema` prints).
+    Schema {
+        /// Fail if the committed file differs from what the types give.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -75,6 +84,7 @@ fn main() -> Result<()> {
             let bin = build_agent()?;
             bench_analyze::run(&bin)
         }
+        Cmd::Schema { check } => schema::run(&build_agent()?, &workspace_root(), check),
         Cmd::Demo => {
             require_root("cargo xtask demo")?;
             deps::ensure_lab_tools()?;
@@ -156,6 +166,8 @@ fn build_agent() -> Result<PathBuf> {
 }
 
 fn test(no_root: bool, filter: &[String]) -> Result<()> {
+    eprintln!("xtask: the published schema is the one the line types give");
+    schema::run(&build_agent()?, &workspace_root(), true)?;
     eprintln!("xtask: unit and no-root tests");
     run(cargo().args(["test", "--workspace"]))?;
     if no_root {

@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 use super::{
-    EXPIRED, HANDSHAKE_FAILED, HOSTNAME_MISMATCH, NOT_YET_VALID, PROBLEMS, SELF_SIGNED,
+    Problem, EXPIRED, HANDSHAKE_FAILED, HOSTNAME_MISMATCH, NOT_YET_VALID, SELF_SIGNED,
     UNTRUSTED_ISSUER,
 };
 
@@ -24,8 +24,8 @@ const CLOUDFLARE_ORIGIN_CA_NAMES: [&str; 2] = [
 /// What [`evaluate`] found in a chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evaluation {
-    /// Names from [`PROBLEMS`], in that order; empty when the certificate would pass.
-    pub problems: Vec<&'static str>,
+    /// In the order [`Problem`] declares them; empty when the certificate would pass.
+    pub problems: Vec<Problem>,
     /// Leaf subject, RFC 4514 style (`CN=example.com, O=...`).
     pub subject: Option<String>,
     /// Leaf issuer, same style.
@@ -106,8 +106,8 @@ pub fn evaluate_with_anchors(
     ev
 }
 
-pub(super) fn sort_problems(problems: &mut Vec<&'static str>) {
-    problems.sort_by_key(|p| PROBLEMS.iter().position(|q| q == p));
+pub(super) fn sort_problems(problems: &mut Vec<Problem>) {
+    problems.sort_unstable();
     problems.dedup();
 }
 

@@ -42,6 +42,9 @@ pub mod watch;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
 use evaluate::sort_problems;
 pub use evaluate::{evaluate, evaluate_with_anchors, Evaluation};
 use handshake::handshake;
@@ -50,28 +53,45 @@ pub use limiter::Limiter;
 use crate::clock::rfc3339_from_unix_ns;
 use crate::output::line::{CertCheckLine, Line, SCHEMA_VERSION};
 
-/// The leaf's notAfter is in the past.
-pub const EXPIRED: &str = "expired";
-/// The leaf's notBefore is in the future.
-pub const NOT_YET_VALID: &str = "not_yet_valid";
-/// The SNI is not covered by the leaf's SAN.
-pub const HOSTNAME_MISMATCH: &str = "hostname_mismatch";
-/// The leaf signed itself.
-pub const SELF_SIGNED: &str = "self_signed";
-/// The chain does not build to a public root (nor is it a Cloudflare Origin CA certificate).
-pub const UNTRUSTED_ISSUER: &str = "untrusted_issuer";
-/// No TLS session could be made, or the server sent no usable certificate.
-pub const HANDSHAKE_FAILED: &str = "handshake_failed";
+/// Why a certificate would fail Full (strict); declared in the order they
+/// are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// No TLS session could be made, or the server sent no usable certificate.
+    HandshakeFailed,
+    /// The leaf's notAfter is in the past.
+    Expired,
+    /// The leaf's notBefore is in the future.
+    NotYetValid,
+    /// The SNI is not covered by the leaf's SAN.
+    HostnameMismatch,
+    /// The leaf signed itself.
+    SelfSigned,
+    /// The chain does not build to a public root (nor is it a Cloudflare Origin CA certificate).
+    UntrustedIssuer,
+}
 
-/// Every problem, in the order they are reported.
-pub const PROBLEMS: [&str; 6] = [
-    HANDSHAKE_FAILED,
-    EXPIRED,
-    NOT_YET_VALID,
-    HOSTNAME_MISMATCH,
-    SELF_SIGNED,
-    UNTRUSTED_ISSUER,
-];
+impl Problem {
+    /// The schema's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::HandshakeFailed => "handshake_failed",
+            Problem::Expired => "expired",
+            Problem::NotYetValid => "not_yet_valid",
+            Problem::HostnameMismatch => "hostname_mismatch",
+            Problem::SelfSigned => "self_signed",
+            Problem::UntrustedIssuer => "untrusted_issuer",
+        }
+    }
+}
+
+pub const EXPIRED: Problem = Problem::Expired;
+pub const NOT_YET_VALID: Problem = Problem::NotYetValid;
+pub const HOSTNAME_MISMATCH: Problem = Problem::HostnameMismatch;
+pub const SELF_SIGNED: Problem = Problem::SelfSigned;
+pub const UNTRUSTED_ISSUER: Problem = Problem::UntrustedIssuer;
+pub const HANDSHAKE_FAILED: Problem = Problem::HandshakeFailed;
 
 /// Checks per interval over all SNIs together (new SNIs beyond this wait).
 pub const MAX_CHECKS_PER_INTERVAL: usize = 64;
@@ -110,7 +130,7 @@ impl CertCheck {
         let rfc3339 = |secs: i64| rfc3339_from_unix_ns(i128::from(secs) * 1_000_000_000);
         Line::CertCheck(CertCheckLine {
             schema_version: SCHEMA_VERSION,
-            ts,
+            ts: ts.into(),
             sni: self.sni.clone(),
             addr: self.addr,
             port: self.port,

@@ -213,7 +213,7 @@ fn wildcard_leaf() {
         ("www.example.testx", false),
     ] {
         let ev = evaluate_with_anchors(&chain, sni, NOW, &anchors);
-        let want: Vec<&str> = if ok { vec![] } else { vec![HOSTNAME_MISMATCH] };
+        let want: Vec<Problem> = if ok { vec![] } else { vec![HOSTNAME_MISMATCH] };
         assert_eq!(ev.problems, want, "{sni}");
     }
     let ev = evaluate(&chain, "www.example.test", NOW);

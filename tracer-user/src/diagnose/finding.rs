@@ -3,15 +3,16 @@
 //! that serialize to the schema's fields (the lines themselves are in
 //! [`crate::output::line`]).
 
-use serde::{ser::SerializeMap, Serialize, Serializer};
+use schemars::JsonSchema;
+use serde::Serialize;
 
-use crate::source::event::{flags_name, icmp_name, Flow, FlowEventKind};
+use crate::source::event::{Flow, FlowEventKind};
 
 /// Version of the JSON output schema (docs/SCHEMA.md).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A root cause the diagnoser can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     NoListener,
@@ -34,7 +35,7 @@ pub enum Cause {
 }
 
 /// The Cloudflare error the edge shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 pub enum Class {
     /// Unknown error: the origin answered with something unexpected.
     #[serde(rename = "520")]
@@ -69,10 +70,26 @@ impl Class {
         }
     }
 
-    /// A TLS handshake or certificate failure (525, 526).
+    /// A TLS handshake or certificate failure (525, 526): the finding
+    /// carries a `tls` object.
     pub fn is_tls(self) -> bool {
         matches!(self, Class::HandshakeFailed | Class::InvalidCertificate)
     }
+
+    /// A failure after the request (520, 524): the finding carries an
+    /// `http` object.
+    pub fn is_http(self) -> bool {
+        matches!(self, Class::Unknown | Class::Timeout)
+    }
+
+    pub const ALL: [Class; 6] = [
+        Class::Unknown,
+        Class::Down,
+        Class::TimedOut,
+        Class::Timeout,
+        Class::HandshakeFailed,
+        Class::InvalidCertificate,
+    ];
 }
 
 impl Cause {
@@ -143,7 +160,8 @@ impl Cause {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How sure the diagnosis is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     High,
@@ -182,116 +200,51 @@ pub enum EvidenceKind {
     },
     /// What the first payload bytes said (`client_hello_in`, `tls_alert_out` ...).
     Payload {
-        event: &'static str,
+        event: PayloadEvent,
         detail: String,
     },
+}
+
+/// The evidence the payload layer reads from the bytes of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadEvent {
+    ClientHelloIn,
+    ServerHelloOut,
+    TlsAlertIn,
+    TlsAlertOut,
+    RequestIn,
+    ResponseOut,
+    DataOut,
+}
+
+impl PayloadEvent {
+    /// The schema's `event` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadEvent::ClientHelloIn => "client_hello_in",
+            PayloadEvent::ServerHelloOut => "server_hello_out",
+            PayloadEvent::TlsAlertIn => "tls_alert_in",
+            PayloadEvent::TlsAlertOut => "tls_alert_out",
+            PayloadEvent::RequestIn => "request_in",
+            PayloadEvent::ResponseOut => "response_out",
+            PayloadEvent::DataOut => "data_out",
+        }
+    }
 }
 
 impl EvidenceKind {
     /// The schema's `event` name.
     pub fn event(&self) -> &'static str {
         match self {
-            EvidenceKind::Payload { event, .. } => event,
+            EvidenceKind::Payload { event, .. } => event.name(),
             EvidenceKind::ListenOverflowCounter { .. } => "listen_overflow_counter",
             EvidenceKind::Flow(kind) => kind.name(),
         }
     }
-
-    /// Write `event` and its kind-specific fields into a map being
-    /// serialized (an evidence item, or an `event` line).
-    pub fn serialize_fields<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
-        m.serialize_entry("event", self.event())?;
-        match self {
-            EvidenceKind::Payload { detail, .. } => m.serialize_entry("detail", detail)?,
-            EvidenceKind::ListenOverflowCounter { count, queue } => {
-                m.serialize_entry("count", count)?;
-                if let Some((port, accept_queue)) = queue {
-                    m.serialize_entry(
-                        "queue",
-                        &Queue {
-                            port: *port,
-                            accept_queue: *accept_queue,
-                        },
-                    )?;
-                }
-            }
-            EvidenceKind::Flow(kind) => match kind {
-                FlowEventKind::KernelDrop {
-                    reason,
-                    outbound,
-                    tcp_flags,
-                } => {
-                    m.serialize_entry("reason", reason)?;
-                    m.serialize_entry("direction", if *outbound { "out" } else { "in" })?;
-                    m.serialize_entry("segment", &flags_name(*tcp_flags))?;
-                }
-                FlowEventKind::KernelSendReset {
-                    reason: Some(reason),
-                } => m.serialize_entry("reason", reason)?,
-                FlowEventKind::IcmpUnreachOut {
-                    v6,
-                    icmp_type,
-                    code,
-                } => m.serialize_entry(
-                    "icmp",
-                    &Icmp {
-                        r#type: *icmp_type,
-                        code: *code,
-                        name: icmp_name(*v6, *code),
-                    },
-                )?,
-                FlowEventKind::StateChange { from, to } => {
-                    m.serialize_entry("from", from)?;
-                    m.serialize_entry("to", to)?;
-                }
-                _ => {}
-            },
-        }
-        Ok(())
-    }
-}
-
-/// The listener whose accept queue overflowed.
-#[derive(Serialize)]
-struct Queue {
-    port: u16,
-    accept_queue: u32,
-}
-
-/// An ICMP unreachable the origin sent.
-#[derive(Serialize)]
-struct Icmp {
-    r#type: u8,
-    code: u8,
-    name: &'static str,
-}
-
-impl Serialize for Evidence {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("t_us", &self.t_us)?;
-        self.what.serialize_fields(&mut m)?;
-        if self.repeat > 1 {
-            m.serialize_entry("repeat", &self.repeat)?;
-        }
-        m.end()
-    }
-}
-
-impl Serialize for Flow {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(5))?;
-        m.serialize_entry("src", &self.edge)?;
-        m.serialize_entry("sport", &self.edge_port)?;
-        m.serialize_entry("dst", &self.origin)?;
-        m.serialize_entry("dport", &self.origin_port)?;
-        m.serialize_entry("family", if self.edge.is_ipv4() { "ipv4" } else { "ipv6" })?;
-        m.end()
-    }
 }
 
 /// Who sent a TLS alert.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Origin,
@@ -299,31 +252,49 @@ pub enum Side {
 }
 
 /// The first TLS alert of a connection.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct TlsAlert {
+    /// `warning` or `fatal` (RFC 8446 names).
+    #[schemars(length(min = 1))]
     pub level: &'static str,
+    /// The alert's RFC 8446 name (`handshake_failure` ...).
+    #[schemars(length(min = 1))]
     pub description: &'static str,
     pub from: Side,
 }
 
 /// A finding's `tls` object: what the handshake showed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct TlsFacts {
+    /// The server name the edge asked for; null without SNI.
+    #[schemars(length(min = 1))]
     pub sni: Option<String>,
+    /// Versions the edge offered (`TLSv1.3` ...).
+    #[schemars(inner(length(min = 1)))]
     pub offered_versions: Vec<&'static str>,
+    /// The version the origin chose; null when it never answered.
+    #[schemars(length(min = 1))]
     pub negotiated_version: Option<&'static str>,
+    /// The first alert of the connection, or null.
     pub alert: Option<TlsAlert>,
 }
 
 /// A finding's `http` object: the request line and response head, never
 /// bodies, cookies, credentials or query strings. All null when encrypted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct HttpFacts {
+    /// The request method; null when not seen or encrypted.
+    #[schemars(length(min = 1))]
     pub method: Option<String>,
+    /// The response status; null when no status line came.
+    #[schemars(range(min = 100, max = 999))]
     pub status: Option<u16>,
+    /// Bytes of the response header block seen (all of it, or as far as it
+    /// went); null when no response came.
     pub header_bytes: Option<usize>,
-    /// Only with `--show-path`.
+    /// Only with `--show-path`: the URL path without its query string.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", pattern(r"^[^?]*$"))]
     pub path: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 //! direction, reassembled in sequence order, and what the TLS and HTTP
 //! parsers read in them. Feeds the diagnoser's 520/524/525/526 rules.
 
-use super::finding::{EvidenceKind, HttpFacts, Side, TlsAlert, TlsFacts};
+use super::finding::{EvidenceKind, HttpFacts, PayloadEvent, Side, TlsAlert, TlsFacts};
 use crate::proto::{
     http, tls,
     tls_records::{Records, Version},
@@ -147,9 +147,9 @@ impl App {
             });
             out.push(EvidenceKind::Payload {
                 event: if from_origin {
-                    "tls_alert_out"
+                    PayloadEvent::TlsAlertOut
                 } else {
-                    "tls_alert_in"
+                    PayloadEvent::TlsAlertIn
                 },
                 detail: format!("{} {}", alert.level_name(), alert.description_name()),
             });
@@ -168,7 +168,7 @@ impl App {
                         .map(|v| tls::version_name(*v))
                         .collect();
                     out.push(EvidenceKind::Payload {
-                        event: "client_hello_in",
+                        event: PayloadEvent::ClientHelloIn,
                         detail: format!(
                             "sni={} offers {}",
                             ch.sni.as_deref().unwrap_or("-"),
@@ -180,7 +180,7 @@ impl App {
                 }
             } else if let Some(req) = http::parse_request(data, keep_path) {
                 out.push(EvidenceKind::Payload {
-                    event: "request_in",
+                    event: PayloadEvent::RequestIn,
                     detail: req.method.clone(),
                 });
                 self.request = Some(req);
@@ -198,7 +198,7 @@ impl App {
                 if let Some(len) = self.records.edge_bytes(v, &self.inb.buf) {
                     self.request_ns = Some(ts_ns);
                     out.push(EvidenceKind::Payload {
-                        event: "request_in",
+                        event: PayloadEvent::RequestIn,
                         detail: format!("TLS application data, {len} bytes (encrypted)"),
                     });
                 }
@@ -218,13 +218,13 @@ impl App {
             if scan.not_tls && !self.not_tls {
                 self.not_tls = true;
                 out.push(EvidenceKind::Payload {
-                    event: "data_out",
+                    event: PayloadEvent::DataOut,
                     detail: format!("not TLS: {}", printable(&self.out.buf)),
                 });
             }
             if let (None, Some(sh)) = (self.server_hello, scan.server_hello) {
                 out.push(EvidenceKind::Payload {
-                    event: "server_hello_out",
+                    event: PayloadEvent::ServerHelloOut,
                     detail: format!(
                         "{}{}",
                         tls::version_name(sh.version),
@@ -266,7 +266,7 @@ impl App {
                     http::Response::Incomplete => String::new(),
                 };
                 out.push(EvidenceKind::Payload {
-                    event: "response_out",
+                    event: PayloadEvent::ResponseOut,
                     detail,
                 });
             }
@@ -287,7 +287,7 @@ impl App {
         let n = self.records.tickets(v);
         if n > tickets {
             out.push(EvidenceKind::Payload {
-                event: "data_out",
+                event: PayloadEvent::DataOut,
                 detail: format!("{n} TLS 1.3 session tickets"),
             });
         }
@@ -297,7 +297,7 @@ impl App {
         self.first_out_ns = response.map(|r| r.ts_ns);
         if let Some(r) = response.filter(|r| r.certain && !certain) {
             out.push(EvidenceKind::Payload {
-                event: "response_out",
+                event: PayloadEvent::ResponseOut,
                 detail: format!("TLS application data, {} bytes (encrypted)", r.len),
             });
         }

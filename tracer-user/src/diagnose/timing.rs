@@ -1,5 +1,8 @@
 //! Latency percentiles of healthy connections, for the summary line.
 
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Serialize, Serializer};
 
 /// Most samples kept per measure (the newest replace the oldest).
@@ -41,10 +44,12 @@ impl Samples {
     }
 }
 
-/// `{count, p50_us, p90_us, p99_us}` of one latency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// `{count, p50_us, p90_us, p99_us}` of one latency (p50 <= p90 <= p99,
+/// which a schema cannot say: the tests check it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Percentiles {
     /// Samples taken (the percentiles use the newest 100,000).
+    #[schemars(range(min = 1))]
     pub count: u64,
     pub p50_us: u64,
     pub p90_us: u64,
@@ -58,8 +63,19 @@ impl Serialize for Samples {
     }
 }
 
-/// The latencies the summary reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Its percentiles, or null without samples.
+impl JsonSchema for Samples {
+    fn schema_name() -> Cow<'static, str> {
+        "Samples".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        <Option<Percentiles>>::json_schema(g)
+    }
+}
+
+/// Latency percentiles of healthy connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Timing {
     pub syn_to_synack: Samples,
     pub client_hello_to_server_hello: Samples,

@@ -1,25 +1,30 @@
 //! The schema's lines as types: one struct per line type under [`Line`],
 //! tagged by `type`. Every line the agent writes is one of these; the JSON
-//! is their serialization and `--format pretty` renders them
+//! is their serialization, docs/schema-v1.json is their schema (derived by
+//! [`crate::output::schema`]) and `--format pretty` renders them
 //! ([`crate::output::pretty`]). docs/SCHEMA.md explains every field.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::{ser::SerializeMap, Serialize, Serializer};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Serialize, Serializer};
 
+use super::{fields::EventFields, schema};
 use crate::{
+    certcheck::Problem,
     diagnose::{
         finding::{Cause, Class, Confidence, Evidence, EvidenceKind, HttpFacts, TlsFacts},
         timing::Timing,
     },
-    source::event::Flow,
+    source::{capture::decode::Skip, event::Flow},
 };
 
 pub use crate::diagnose::finding::SCHEMA_VERSION;
 
 /// One output line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Line {
     Start(Start),
@@ -31,8 +36,40 @@ pub enum Line {
     Summary(Summary),
 }
 
+/// When a line was written, or what it reports happened: RFC 3339 in UTC
+/// with microseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub String);
+
+impl Timestamp {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Timestamp {
+    fn from(s: String) -> Self {
+        Timestamp(s)
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "RFC 3339 in UTC with microseconds",
+            "type": "string",
+            "pattern": schema::TIMESTAMP_PATTERN,
+        })
+    }
+}
+
 /// Where the events came from: the `source` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The live agent's kernel programs.
@@ -42,7 +79,7 @@ pub enum Source {
 }
 
 /// How the TC programs were attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// BPF links: nothing can outlive the agent.
@@ -64,72 +101,119 @@ impl AttachMode {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// An interface the TC programs are attached to.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Interface {
+    #[schemars(length(min = 1))]
     pub name: String,
+    #[schemars(range(min = 1))]
     pub ifindex: u32,
 }
 
-#[derive(Debug, Serialize)]
+/// How many edge prefixes are watched.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct EdgePrefixes {
     pub ipv4: usize,
     pub ipv6: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Whether a kernel hook is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeStatus {
     Attached,
     Skipped,
 }
 
-#[derive(Debug, Serialize)]
+/// One kernel hook and whether it is in use.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(extend(
+    "if" = { "properties": { "status": { "const": "skipped" } } },
+    "then" = { "description": "a skipped probe says why", "required": ["reason"] },
+))]
 pub struct ProbeLine {
+    #[schemars(length(min = 1))]
     pub name: String,
     pub status: ProbeStatus,
     /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub reason: Option<String>,
 }
 
 /// Written once everything is attached (or the capture opened).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(extend(
+    "if" = { "required": ["source"], "properties": { "source": { "const": "capture" } } },
+    "then" = {
+        "description": "analyze: the capture opened, nothing attached",
+        "required": ["capture_file"],
+        "properties": {
+            "attach_mode": { "const": "none" },
+            "interfaces": { "maxItems": 0 },
+            "probes": { "maxItems": 0 },
+            "stale_removed": { "maxItems": 0 }
+        }
+    },
+    "else" = { "properties": { "attach_mode": { "enum": ["tcx", "netlink"] } } },
+))]
 pub struct Start {
+    #[schemars(schema_with = "schema::version")]
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
     /// Only `analyze` writes it (`capture`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Source")]
     pub source: Option<Source>,
+    /// `analyze`: the capture read.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", length(min = 1))]
     pub capture_file: Option<String>,
+    /// origin-tracer's version.
+    #[schemars(length(min = 1))]
     pub version: &'static str,
+    /// The running kernel's release.
+    #[schemars(length(min = 1))]
     pub kernel: String,
     pub attach_mode: AttachMode,
     pub interfaces: Vec<Interface>,
+    /// The origin ports watched.
+    #[schemars(inner(range(min = 1)))]
     pub ports: Vec<u16>,
     pub edge_prefixes: EdgePrefixes,
+    /// `--all-sources`: every source address is treated as the edge.
     pub all_sources: bool,
     pub syn_timeout_ms: u64,
     pub response_timeout_ms: u64,
     pub probes: Vec<ProbeLine>,
+    /// Leftovers of an earlier run that were removed.
     pub stale_removed: Vec<String>,
 }
 
 /// One failed edge connection.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(transform = schema::finding_rules)]
 pub struct FindingLine {
+    #[schemars(schema_with = "schema::version")]
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
     pub source: Source,
     pub class: Class,
     pub cause: Cause,
     pub confidence: Confidence,
     pub flow: Flow,
+    #[schemars(length(min = 1))]
     pub evidence: Vec<Evidence>,
+    /// What to check.
+    #[schemars(length(min = 1))]
     pub hint: String,
+    /// What the TLS handshake said (findings about TLS, and others over TLS).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "TlsFacts")]
     pub tls: Option<TlsFacts>,
+    /// What the HTTP exchange said (findings about HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "HttpFacts")]
     pub http: Option<HttpFacts>,
 }
 
@@ -138,65 +222,131 @@ pub struct FindingLine {
 #[derive(Debug)]
 pub struct EventLine {
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
     pub source: Source,
     pub what: EvidenceKind,
     pub flow: Option<Flow>,
 }
 
+/// A raw observation (`--events all`): an evidence item's fields, and the
+/// flow unless the observation is host-wide.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "EventLine", transform = schema::event_rules)]
+struct EventLineFields<'a> {
+    #[schemars(schema_with = "schema::version")]
+    schema_version: u32,
+    ts: &'a Timestamp,
+    source: Source,
+    #[serde(flatten)]
+    what: EventFields<'a>,
+    /// Absent on host-wide observations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Flow")]
+    flow: Option<&'a Flow>,
+}
+
 impl Serialize for EventLine {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("schema_version", &self.schema_version)?;
-        m.serialize_entry("ts", &self.ts)?;
-        m.serialize_entry("source", &self.source)?;
-        self.what.serialize_fields(&mut m)?;
-        if let Some(flow) = &self.flow {
-            m.serialize_entry("flow", flow)?;
+        EventLineFields {
+            schema_version: self.schema_version,
+            ts: &self.ts,
+            source: self.source,
+            what: (&self.what).into(),
+            flow: self.flow.as_ref(),
         }
-        m.end()
+        .serialize(s)
     }
 }
 
-/// `analyze`: a connection still waiting when the capture ended.
-#[derive(Debug, Serialize)]
+impl JsonSchema for EventLine {
+    fn schema_name() -> Cow<'static, str> {
+        "EventLine".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        EventLineFields::json_schema(g)
+    }
+}
+
+/// `analyze`: a connection still waiting when the capture ended, which did
+/// not cover the time it needed (`--syn-timeout`, or `--response-timeout`
+/// after its request; the reason names which).
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Inconclusive {
+    #[schemars(schema_with = "schema::version")]
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
+    #[schemars(extend("const" = "capture"))]
     pub source: Source,
     pub flow: Flow,
     pub watched_ms: u64,
     pub needed_ms: u64,
+    #[schemars(length(min = 1))]
     pub evidence: Vec<Evidence>,
+    #[schemars(length(min = 1))]
     pub reason: String,
 }
 
 /// Ring-buffer records the kernel could not hand over.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Loss {
+    #[schemars(schema_with = "schema::version")]
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
     pub events_lost: u64,
     pub events_lost_total: u64,
 }
 
-/// `--check-certs`: the certificate the origin serves for one SNI.
-#[derive(Debug, Serialize)]
+/// `--check-certs`: one TLS handshake to the origin for an SNI seen, and
+/// whether its certificate would pass Full (strict) validation.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(extend(
+    "if" = { "required": ["ok"], "properties": { "ok": { "const": true } } },
+    "then" = { "description": "ok: no problem found", "properties": { "problems": { "maxItems": 0 } } },
+    "else" = { "description": "not ok: a problem named", "properties": { "problems": { "minItems": 1 } } },
+    "allOf" = [
+        {
+            "description": "negative once expired",
+            "if": {
+                "required": ["days_until_expiry"],
+                "properties": { "days_until_expiry": { "type": "integer", "maximum": -1 } }
+            },
+            "then": { "properties": { "problems": { "contains": { "const": "expired" } } } }
+        },
+        {
+            "description": "an expired certificate has no day left",
+            "if": { "required": ["problems"], "properties": { "problems": { "contains": { "const": "expired" } } } },
+            "then": { "properties": { "days_until_expiry": { "maximum": 0 } } }
+        }
+    ],
+))]
 pub struct CertCheckLine {
+    #[schemars(schema_with = "schema::version")]
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
+    #[schemars(length(min = 1))]
     pub sni: String,
+    #[schemars(schema_with = "schema::ip_address")]
     pub addr: IpAddr,
+    #[schemars(range(min = 1))]
     pub port: u16,
     pub ok: bool,
-    pub problems: Vec<&'static str>,
+    #[schemars(extend("uniqueItems" = true))]
+    pub problems: Vec<Problem>,
     pub subject: Option<String>,
     pub issuer: Option<String>,
+    /// The leaf's DNS names.
+    #[schemars(inner(length(min = 1)))]
     pub san: Vec<String>,
+    #[schemars(pattern(schema::DATE_TIME_PATTERN))]
     pub not_before: Option<String>,
+    #[schemars(pattern(schema::DATE_TIME_PATTERN))]
     pub not_after: Option<String>,
+    /// Whole days until notAfter, rounded down: negative once expired.
     pub days_until_expiry: Option<i64>,
+    /// Why the handshake failed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", length(min = 1))]
     pub error: Option<String>,
 }
 
@@ -206,17 +356,35 @@ pub struct FindingCounts(pub BTreeMap<Cause, u64>);
 
 impl Serialize for FindingCounts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(Cause::ALL.len()))?;
-        for cause in Cause::ALL {
-            m.serialize_entry(&cause, &self.0.get(&cause).copied().unwrap_or(0))?;
-        }
-        m.end()
+        let all: BTreeMap<Cause, u64> = Cause::ALL
+            .into_iter()
+            .map(|c| (c, self.0.get(&c).copied().unwrap_or(0)))
+            .collect();
+        all.serialize(s)
+    }
+}
+
+impl JsonSchema for FindingCounts {
+    fn schema_name() -> Cow<'static, str> {
+        "FindingCounts".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        schema::every_cause(g)
     }
 }
 
 /// `--write-pcap`: what the evidence file holds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(extend(
+    "if" = { "required": ["complete"], "properties": { "complete": { "const": true } } },
+    "then" = {
+        "description": "complete: everything was written",
+        "properties": { "packets_not_written": { "const": 0 } }
+    },
+))]
 pub struct PcapReport {
+    #[schemars(length(min = 1))]
     pub file: String,
     pub flows_written: u64,
     pub packets_written: u64,
@@ -225,20 +393,31 @@ pub struct PcapReport {
 }
 
 /// `analyze`: what the capture held.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CaptureReport {
+    #[schemars(length(min = 1))]
     pub file: String,
     pub packets: u64,
-    pub packets_skipped: BTreeMap<&'static str, u64>,
+    /// Frames not read, by why.
+    #[schemars(schema_with = "schema::skipped")]
+    pub packets_skipped: BTreeMap<Skip, u64>,
+    /// Where and why the file ended early; null when it was whole.
     pub damage: Option<String>,
 }
 
 /// The last line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(extend(
+    "if" = { "required": ["source"], "properties": { "source": { "const": "capture" } } },
+    "then" = { "required": ["capture"] },
+))]
 pub struct Summary {
+    #[schemars(schema_with = "schema::version")]
     pub schema_version: u32,
-    pub ts: String,
+    pub ts: Timestamp,
+    /// Only `analyze` writes it (`capture`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Source")]
     pub source: Option<Source>,
     pub duration_ms: u64,
     pub findings: FindingCounts,
@@ -252,8 +431,12 @@ pub struct Summary {
     pub pending_at_exit: u64,
     pub lines_dropped: u64,
     pub timing: Timing,
+    /// `--write-pcap` only: the evidence file written.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PcapReport")]
     pub pcap: Option<PcapReport>,
+    /// `analyze` only: the capture read.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "CaptureReport")]
     pub capture: Option<CaptureReport>,
 }

@@ -39,7 +39,7 @@ fn millis(d: Duration) -> u64 {
 pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
     let mut line = Start {
         schema_version: SCHEMA_VERSION,
-        ts,
+        ts: ts.into(),
         source: None,
         capture_file: None,
         version: env!("CARGO_PKG_VERSION"),
@@ -98,7 +98,7 @@ pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
 pub fn finding(f: &Finding, ts: String, source: Source) -> Line {
     Line::Finding(FindingLine {
         schema_version: SCHEMA_VERSION,
-        ts,
+        ts: ts.into(),
         source,
         class: f.cause.class(),
         cause: f.cause,
@@ -116,7 +116,7 @@ pub fn finding(f: &Finding, ts: String, source: Source) -> Line {
 pub fn event(ts: String, source: Source, what: EvidenceKind, flow: Option<Flow>) -> Line {
     Line::Event(EventLine {
         schema_version: SCHEMA_VERSION,
-        ts,
+        ts: ts.into(),
         source,
         what,
         flow,
@@ -127,7 +127,7 @@ pub fn event(ts: String, source: Source, what: EvidenceKind, flow: Option<Flow>)
 pub fn loss(ts: String, lost: u64, lost_total: u64) -> Line {
     Line::Loss(Loss {
         schema_version: SCHEMA_VERSION,
-        ts,
+        ts: ts.into(),
         events_lost: lost,
         events_lost_total: lost_total,
     })
@@ -144,7 +144,7 @@ pub fn inconclusive(p: Pending, end_ns: u64, s: &Settings, ts: String) -> Line {
     let needed_ms = millis(needed);
     Line::Inconclusive(Inconclusive {
         schema_version: SCHEMA_VERSION,
-        ts,
+        ts: ts.into(),
         source: Source::Capture,
         flow: p.flow,
         watched_ms,

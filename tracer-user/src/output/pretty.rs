@@ -176,7 +176,7 @@ fn summary(l: &Summary) -> String {
 fn finding(l: &FindingLine) -> String {
     format!(
         "{} {} {} [{}] {}\n    evidence: {}\n    hint: {}",
-        time_of(&l.ts),
+        time_of(l.ts.as_str()),
         l.class.as_str(),
         l.cause.as_str(),
         l.confidence.as_str(),
@@ -189,7 +189,7 @@ fn finding(l: &FindingLine) -> String {
 fn inconclusive(l: &Inconclusive) -> String {
     format!(
         "{} inconclusive {}\n    evidence: {}\n    why: {}",
-        time_of(&l.ts),
+        time_of(l.ts.as_str()),
         flow_text(&l.flow),
         evidence_list(&l.evidence),
         l.reason
@@ -199,7 +199,7 @@ fn inconclusive(l: &Inconclusive) -> String {
 fn loss(l: &Loss) -> String {
     format!(
         "{} WARNING: {} kernel events lost (ring buffer full), {} in all",
-        time_of(&l.ts),
+        time_of(l.ts.as_str()),
         l.events_lost,
         l.events_lost_total
     )
@@ -209,7 +209,14 @@ fn cert_check(l: &CertCheckLine) -> String {
     let verdict = if l.problems.is_empty() {
         "ok".to_owned()
     } else {
-        format!("FAILS Full (strict): {}", l.problems.join(", "))
+        format!(
+            "FAILS Full (strict): {}",
+            l.problems
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     let expiry = l
         .days_until_expiry
@@ -217,7 +224,7 @@ fn cert_check(l: &CertCheckLine) -> String {
         .unwrap_or_default();
     format!(
         "{} cert_check {} at {}: {verdict}{expiry}",
-        time_of(&l.ts),
+        time_of(l.ts.as_str()),
         l.sni,
         endpoint(l.addr, l.port)
     )
@@ -231,9 +238,13 @@ pub fn render(line: &Line) -> String {
         Line::Inconclusive(l) => inconclusive(l),
         Line::Event(l) => {
             let flow = l.flow.as_ref().map(flow_text).unwrap_or_default();
-            format!("{} event {} {flow}", time_of(&l.ts), what_text(&l.what))
-                .trim_end()
-                .to_owned()
+            format!(
+                "{} event {} {flow}",
+                time_of(l.ts.as_str()),
+                what_text(&l.what)
+            )
+            .trim_end()
+            .to_owned()
         }
         Line::Loss(l) => loss(l),
         Line::Summary(l) => summary(l),

@@ -36,7 +36,7 @@ pub struct Extra {
 pub fn summary(stats: &Stats, c: &Counts, ts: String, extra: Extra) -> Line {
     Line::Summary(Summary {
         schema_version: SCHEMA_VERSION,
-        ts,
+        ts: ts.into(),
         source: extra.source,
         duration_ms: c.duration_ms,
         findings: FindingCounts(stats.findings.clone()),

@@ -49,6 +49,21 @@ macro_rules! kernel_names {
             }
         }
 
+        /// The kernel's spelling: any non-empty name.
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "description": concat!(stringify!($name), " as the running kernel spells it"),
+                    "type": "string",
+                    "minLength": 1,
+                })
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())

@@ -6,10 +6,10 @@
 use serde_json::{json, Value};
 
 use super::{
-    fails, run_fails, sample_capture_start, sample_capture_summary, sample_start, sample_summary,
-    TS,
+    fails, fails_beyond, run_fails, sample_capture_start, sample_capture_summary, sample_start,
+    sample_summary, TS,
 };
-use crate::schema::{check_line, check_run, CAUSES};
+use crate::schema::{causes, check_line, check_run, class_of};
 
 fn flow() -> Value {
     json!({"src": "198.18.7.1", "sport": 40002, "dst": "198.18.7.2", "dport": 443, "family": "ipv4"})
@@ -110,7 +110,7 @@ fn good_payload_findings_pass() {
     // Every other payload event name, as an event line (--events all).
     for event in ["data_in", "request_in", "response_out", "tls_alert_in"] {
         passes(
-            &json!({"type": "event", "schema_version": 1, "ts": TS, "event": event,
+            &json!({"type": "event", "schema_version": 1, "ts": TS, "source": "kernel", "event": event,
             "detail": "x", "flow": flow()}),
         );
     }
@@ -364,11 +364,11 @@ fn good_timing_and_pcap_pass() {
 #[test]
 fn bad_timing_and_pcap_are_named() {
     let s = || sample_summary(0);
-    fails(
+    fails_beyond(
         &with(s(), |l| l["timing"]["syn_to_synack"]["p90_us"] = json!(70)),
         "percentiles out of order: p50 40, p90 70, p99 60",
     );
-    fails(
+    fails_beyond(
         &with(s(), |l| l["timing"]["syn_to_synack"]["p50_us"] = json!(56)),
         "percentiles out of order",
     );
@@ -410,7 +410,7 @@ fn bad_timing_and_pcap_are_named() {
         &with(s(), |l| l["pcap"] = pcap.clone()),
         "complete, yet 3 packets were not written",
     );
-    fails(
+    fails_beyond(
         &with(s(), |l| {
             l["pcap"] = pcap.clone();
             l["pcap"]["complete"] = json!(false);
@@ -458,7 +458,8 @@ fn runs_with_payload_lines_pass() {
     assert_eq!(check_run(&run), Vec::<String>::new());
     // Every cause counted once, one finding each.
     let mut run = vec![sample_start()];
-    for (cause, class) in CAUSES {
+    for cause in causes() {
+        let class = class_of(cause).expect("every cause has a class");
         let base = match class {
             "525" | "526" => sample_tls_finding(),
             "520" | "524" => sample_http_finding(),
@@ -477,7 +478,7 @@ fn runs_with_payload_lines_pass() {
             }
         }));
     }
-    let counts: Vec<(&str, u64)> = CAUSES.iter().map(|(c, _)| (*c, 1)).collect();
+    let counts: Vec<(&str, u64)> = causes().into_iter().map(|c| (c, 1)).collect();
     run.push(summary_of(&counts));
     assert_eq!(check_run(&run), Vec::<String>::new());
     // A capture ending while a request waited for its response.
@@ -520,7 +521,7 @@ fn bad_runs_with_payload_lines_are_named() {
         &[sample_capture_start(), wrong, sample_capture_summary(0, 1)],
         "needed_ms 100000 is neither start's syn_timeout_ms 3000",
     );
-    fails(
+    fails_beyond(
         &with(response_inconclusive(), |l| {
             l["watched_ms"] = json!(100_000);
         }),

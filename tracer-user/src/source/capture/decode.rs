@@ -43,7 +43,10 @@ pub struct Decoded<'a> {
 }
 
 /// Why a frame was skipped (counted in the summary).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Skip {
     /// The capture's link type is not one origin-tracer reads.
     UnsupportedLinkType,
