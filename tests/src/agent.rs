@@ -60,20 +60,49 @@ impl Agent {
         Agent::start_with(&agent_bin(), lab, &args, false)
     }
 
+    /// Like [`Agent::start`], with `ORIGIN_TRACER_LOG=debug`: everything the
+    /// agent logs lands in its stderr.
+    pub fn start_debug(lab: &Lab, extra: &[&str]) -> Agent {
+        let edge = lab.edge_ranges();
+        let mut args = vec![
+            "--format",
+            "json",
+            "--edge-ranges",
+            &edge,
+            "--syn-timeout",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        Agent::spawn(
+            &agent_bin(),
+            lab,
+            &args,
+            None,
+            &[("ORIGIN_TRACER_LOG", "debug")],
+        )
+    }
+
     /// Starts `bin args` in the lab's origin namespace; with `echo`, every
     /// stdout line is also printed as it arrives.
     pub fn start_with(bin: &Path, lab: &Lab, args: &[&str], echo: bool) -> Agent {
-        Agent::spawn(bin, lab, args, echo.then(String::new))
+        Agent::spawn(bin, lab, args, echo.then(String::new), &[])
     }
 
     /// Like [`Agent::start_with`], printing every stdout line after `prefix`.
     pub fn start_echoing(bin: &Path, lab: &Lab, args: &[&str], prefix: &str) -> Agent {
-        Agent::spawn(bin, lab, args, Some(prefix.to_owned()))
+        Agent::spawn(bin, lab, args, Some(prefix.to_owned()), &[])
     }
 
-    fn spawn(bin: &Path, lab: &Lab, args: &[&str], echo: Option<String>) -> Agent {
+    fn spawn(
+        bin: &Path,
+        lab: &Lab,
+        args: &[&str],
+        echo: Option<String>,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let echoed = echo.is_some();
         let mut cmd = lab.origin.command(&bin.to_string_lossy());
+        cmd.envs(env.iter().copied());
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

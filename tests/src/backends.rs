@@ -32,6 +32,8 @@ pub enum Behavior {
     /// Sends a `200 OK` response whose header block is at least this many
     /// bytes, then closes.
     Headers(usize),
+    /// Like `Headers`, with a `Set-Cookie` of this value first.
+    HeadersWithCookie(usize, String),
 }
 
 impl Behavior {
@@ -42,6 +44,7 @@ impl Behavior {
             Behavior::Banner(line) => ("banner", line.clone()),
             Behavior::Slow(d) => ("slow", format!("{:.3}", d.as_secs_f64())),
             Behavior::Headers(n) => ("headers", n.to_string()),
+            Behavior::HeadersWithCookie(n, cookie) => ("headers", format!("{n}:{cookie}")),
         }
     }
 }
@@ -107,9 +110,12 @@ def serve(conn, peer):
             close(conn)
             log("answered after %s s, closed" % arg)
         elif mode == "headers":
+            size, _, cookie = arg.partition(":")
             head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n"
+            if cookie:
+                head += b"Set-Cookie: " + cookie.encode() + b"; HttpOnly\r\n"
             i = 0
-            while len(head) < int(arg):
+            while len(head) < int(size):
                 head += b"X-Filler-%03d: %s\r\n" % (i, b"a" * 990)
                 i += 1
             head += b"\r\n"
@@ -208,7 +214,7 @@ impl Backend {
     }
 
     fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(15);
         while !self.log().contains("listening") {
             if let Some(status) = self.proc.try_wait() {
                 let mut err = String::new();
@@ -219,7 +225,7 @@ impl Backend {
             }
             assert!(
                 Instant::now() < deadline,
-                "backend on port {} does not listen after 5 s",
+                "backend on port {} does not listen after 15 s",
                 self.port
             );
             thread::sleep(Duration::from_millis(30));

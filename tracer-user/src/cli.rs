@@ -85,8 +85,14 @@ pub struct Args {
     pub settle: Duration,
     /// Also write the packets of every connection that ends in a finding to
     /// this pcapng file (evidence for a hosting provider); live mode only.
+    /// Plain HTTP is written without its secrets: credential header values
+    /// and query strings masked (same length), bodies left out; TLS as is.
     #[arg(long, value_name = "FILE")]
     pub write_pcap: Option<PathBuf>,
+    /// With --write-pcap: write payload bytes as captured, cookies,
+    /// credentials, query strings and bodies included.
+    #[arg(long, requires = "write_pcap")]
+    pub write_pcap_raw: bool,
     /// Largest size of the --write-pcap file, in MiB; later packets are not written (counted).
     #[arg(long, value_name = "MIB", default_value_t = 100)]
     pub write_pcap_max_mib: u64,
@@ -176,6 +182,8 @@ pub struct Settings {
     pub settle: Duration,
     pub attach_mode: AttachMode,
     pub write_pcap: Option<PathBuf>,
+    /// `--write-pcap-raw`.
+    pub write_pcap_raw: bool,
     pub write_pcap_max_mib: u64,
     pub response_timeout: Duration,
     pub show_path: bool,
@@ -274,6 +282,7 @@ impl Args {
             settle: self.settle,
             attach_mode: self.attach_mode,
             write_pcap: self.write_pcap,
+            write_pcap_raw: self.write_pcap_raw,
             write_pcap_max_mib: self.write_pcap_max_mib,
             response_timeout: self.response_timeout,
             show_path: self.show_path,

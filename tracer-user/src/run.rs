@@ -128,11 +128,19 @@ fn pipeline(s: &Settings, clock: WallClock) -> Result<Pipeline> {
         None => None,
         Some(path) => {
             let keep = s.syn_timeout + Duration::from_secs(30);
+            if s.write_pcap_raw {
+                eprintln!(
+                    "origin-tracer: warning: --write-pcap-raw: {} will hold payload as captured, \
+                     cookies, credentials, query strings and bodies included; do not hand it on",
+                    path.display()
+                );
+            }
             Some(PcapEvidence::create(
                 path,
                 s.write_pcap_max_mib << 20,
                 keep,
                 clock,
+                (s.write_pcap_raw, s.show_path),
             )?)
         }
     };

@@ -55,6 +55,7 @@ fn bad_flags_are_usage_errors() {
         &["--duration", "-3s"],
         &["--all-sources", "--edge-ranges", "198.18.0.1"],
         &["--format", "xml"],
+        &["--write-pcap-raw"],
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -76,9 +77,18 @@ fn help_documents_the_contract() {
         "--events",
         "--duration",
         "--syn-timeout",
+        "--write-pcap-raw",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
+}
+
+#[test]
+fn schema_prints_the_published_schema() {
+    let o = run(&["schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let published = include_str!("../../docs/schema-v1.json");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), published);
 }
 
 #[test]

@@ -18,6 +18,7 @@ const LAB_TOOLS: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("python3", "python3"),
     ("tcpdump", "tcpdump"),
+    ("tshark", "tshark"),
 ];
 
 fn have(program: &str) -> bool {

@@ -390,6 +390,20 @@ pub struct PcapReport {
     pub packets_written: u64,
     pub packets_not_written: u64,
     pub complete: bool,
+    pub payload: PcapPayload,
+    /// Packets whose payload was masked or cut (`payload` `masked`).
+    pub packets_masked: u64,
+}
+
+/// What the evidence file holds of the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PcapPayload {
+    /// Plain HTTP without its secrets (credential headers, query strings,
+    /// bodies); TLS as it was (encrypted).
+    Masked,
+    /// `--write-pcap-raw`: the bytes as captured, secrets included.
+    Raw,
 }
 
 /// `analyze`: what the capture held.

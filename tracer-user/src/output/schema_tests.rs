@@ -17,7 +17,7 @@ use crate::{
         Pending, Stats,
     },
     output::{
-        line::{AttachMode, CaptureReport, PcapReport, Source},
+        line::{AttachMode, CaptureReport, PcapPayload, PcapReport, Source},
         lines::{self, Attached},
         summary::{summary, Counts, Extra},
     },
@@ -242,6 +242,8 @@ fn every_line_the_code_builds_validates() {
             packets_written: 4,
             packets_not_written: 0,
             complete: true,
+            payload: PcapPayload::Masked,
+            packets_masked: 1,
         }),
         capture: Some(CaptureReport {
             file: "/tmp/a.pcap".into(),

@@ -1,6 +1,7 @@
 //! Application protocols recognised by content in the first payload bytes of
 //! each TCP direction: TLS handshakes and alerts ([`tls`]) and HTTP/1.x heads
-//! ([`http`]). Every parser here reads bytes from the network: none panics,
+//! ([`http`]), and where the secrets of plain HTTP are ([`secrets`], for the
+//! evidence file). Every parser here reads bytes from the network: none panics,
 //! none trusts a length field beyond the bytes present, and none returns
 //! bodies, cookies, credentials or query strings.
 //!
@@ -13,6 +14,7 @@
 //! handle. Both parsers here are small, bounds-checked and fuzzed by tests.
 
 pub mod http;
+pub mod secrets;
 pub mod tls;
 pub mod tls_records;
 

@@ -353,11 +353,13 @@ fn good_timing_and_pcap_pass() {
         l["timing"]["request_to_first_byte"] =
             json!({"count": 1, "p50_us": 0, "p90_us": 0, "p99_us": 0});
         l["pcap"] = json!({"file": "/tmp/evidence.pcap", "flows_written": 2,
-            "packets_written": 9, "packets_not_written": 0, "complete": true});
+            "packets_written": 9, "packets_not_written": 0, "complete": true,
+            "payload": "masked", "packets_masked": 2});
     }));
     passes(&with(sample_summary(0), |l| {
         l["pcap"] = json!({"file": "/tmp/evidence.pcap", "flows_written": 0,
-            "packets_written": 0, "packets_not_written": 4, "complete": false});
+            "packets_written": 0, "packets_not_written": 4, "complete": false,
+            "payload": "raw", "packets_masked": 0});
     }));
 }
 
@@ -405,7 +407,7 @@ fn bad_timing_and_pcap_are_named() {
         "`timing` should be object",
     );
     let pcap = json!({"file": "/tmp/e.pcap", "flows_written": 2, "packets_written": 9,
-        "packets_not_written": 3, "complete": true});
+        "packets_not_written": 3, "complete": true, "payload": "masked", "packets_masked": 0});
     fails(
         &with(s(), |l| l["pcap"] = pcap.clone()),
         "complete, yet 3 packets were not written",
@@ -427,6 +429,14 @@ fn bad_timing_and_pcap_are_named() {
                 .remove("complete");
         }),
         "summary.pcap: missing `complete`",
+    );
+    fails(
+        &with(s(), |l| {
+            l["pcap"] = pcap.clone();
+            l["pcap"]["complete"] = json!(false);
+            l["pcap"]["payload"] = json!("partly");
+        }),
+        "summary.pcap.payload is masked or raw",
     );
     fails(
         &with(s(), |l| l["pcap"] = json!("e.pcap")),

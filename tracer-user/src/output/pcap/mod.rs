@@ -1,6 +1,10 @@
 //! `--write-pcap`: keeps the packets the kernel snapshotted for each
 //! connection for a while, and writes those of every connection that ends in
-//! a finding to a pcapng file, bounded in memory and in file size.
+//! a finding to a pcapng file, bounded in memory and in file size, with the
+//! secrets of plain HTTP masked and bodies dropped ([`redact`]) unless
+//! `--write-pcap-raw` asks for the bytes as captured.
+
+pub mod redact;
 
 use std::{
     borrow::Cow,
@@ -15,7 +19,7 @@ use anyhow::{Context, Result};
 use pcap_file::{
     pcapng::{
         blocks::{
-            enhanced_packet::EnhancedPacketBlock,
+            enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption},
             interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
         },
         PcapNgWriter,
@@ -23,7 +27,7 @@ use pcap_file::{
     DataLink,
 };
 
-use super::line::PcapReport;
+use super::line::{PcapPayload, PcapReport};
 use crate::{
     clock::WallClock,
     source::{event::Flow, kernel::records::PacketSnap},
@@ -36,6 +40,7 @@ const MAX_PER_FLOW: usize = 64;
 
 struct Held {
     ts_ns: u64,
+    outbound: bool,
     ifindex: u32,
     l2_len: u32,
     wire_len: u32,
@@ -56,11 +61,24 @@ pub struct PcapEvidence {
     flows_written: u64,
     packets_written: u64,
     packets_not_written: u64,
+    /// Keep payload bytes as captured (`--write-pcap-raw`).
+    raw: bool,
+    /// The URL path may stay (`--show-path`).
+    keep_path: bool,
+    packets_masked: u64,
 }
 
 impl PcapEvidence {
-    /// `keep`: how long a connection's packets wait for a verdict.
-    pub fn create(path: &Path, max_bytes: u64, keep: Duration, clock: WallClock) -> Result<Self> {
+    /// `keep`: how long a connection's packets wait for a verdict; `raw`:
+    /// write payload bytes as captured, secrets included; `keep_path`: the
+    /// URL path may stay when masking (`--show-path`).
+    pub fn create(
+        path: &Path,
+        max_bytes: u64,
+        keep: Duration,
+        clock: WallClock,
+        (raw, keep_path): (bool, bool),
+    ) -> Result<Self> {
         let file = File::create(path)
             .with_context(|| format!("creating --write-pcap file {}", path.display()))?;
         let writer =
@@ -79,6 +97,9 @@ impl PcapEvidence {
             flows_written: 0,
             packets_written: 0,
             packets_not_written: 0,
+            raw,
+            keep_path,
+            packets_masked: 0,
         })
     }
 
@@ -102,6 +123,7 @@ impl PcapEvidence {
             self.held += s.data.len();
             packets.push(Held {
                 ts_ns: s.ts_ns,
+                outbound: s.outbound,
                 ifindex: s.ifindex,
                 l2_len: s.l2_len,
                 wire_len: s.wire_len,
@@ -156,21 +178,39 @@ impl PcapEvidence {
             return Ok(());
         };
         self.held -= packets.iter().map(|h| h.data.len()).sum::<usize>();
-        let mut any = false;
+        let mut frames: Vec<redact::Frame> = Vec::with_capacity(packets.len());
+        let mut meta = Vec::with_capacity(packets.len());
         for p in packets {
-            let size = p.data.len() as u64 + 64;
+            frames.push(redact::Frame {
+                outbound: p.outbound,
+                l2_len: p.l2_len,
+                data: p.data,
+                comment: None,
+            });
+            meta.push((p.ts_ns, p.ifindex, p.l2_len, p.wire_len));
+        }
+        if !self.raw {
+            self.packets_masked += redact::redact(&mut frames, self.keep_path);
+        }
+        let mut any = false;
+        for (f, (ts_ns, ifindex, l2_len, wire_len)) in frames.into_iter().zip(meta) {
+            let size = f.data.len() as u64 + 64 + f.comment.as_ref().map_or(0, |c| c.len() as u64);
             if self.written + size > self.max_file {
                 self.packets_not_written += 1;
                 continue;
             }
-            let interface_id = self.interface(p.ifindex, p.l2_len)?;
-            let unix_ns = self.clock.unix_ns(p.ts_ns);
+            let interface_id = self.interface(ifindex, l2_len)?;
+            let unix_ns = self.clock.unix_ns(ts_ns);
+            let options = f
+                .comment
+                .map(|c| vec![EnhancedPacketOption::Comment(Cow::Owned(c))])
+                .unwrap_or_default();
             self.writer.write_pcapng_block(EnhancedPacketBlock {
                 interface_id,
                 timestamp: Duration::from_nanos(unix_ns),
-                original_len: p.wire_len,
-                data: Cow::Owned(p.data),
-                options: vec![],
+                original_len: wire_len,
+                data: Cow::Owned(f.data),
+                options,
             })?;
             self.written += size;
             self.packets_written += 1;
@@ -192,6 +232,12 @@ impl PcapEvidence {
             flows_written: self.flows_written,
             packets_written: self.packets_written,
             packets_not_written: self.packets_not_written,
+            payload: if self.raw {
+                PcapPayload::Raw
+            } else {
+                PcapPayload::Masked
+            },
+            packets_masked: self.packets_masked,
         }
     }
 }
