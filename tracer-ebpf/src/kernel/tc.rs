@@ -140,34 +140,12 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         }
         _ => None,
     };
-    let take = |flow: *mut FlowValue| {
-        if let Some((budget_in, budget_out)) = snap {
-            snapshot(
-                ctx,
-                &ev,
-                ingress,
-                ip.l2,
-                header_end,
-                flow,
-                if ingress { budget_in } else { budget_out },
-            );
-        }
-    };
-    if flags & tcp_flag::RST != 0 {
-        if let Some(flow) = FLOWS.get_ptr_mut(&key) {
-            take(flow);
-        }
-        let _ = FLOWS.remove(&key);
-        let mut ev = ev;
-        ev.kind = if ingress {
-            kind::EDGE_RST
-        } else {
-            kind::ORIGIN_RST
-        };
-        emit(&mut ev);
-        return Some(());
-    }
-    if ingress && syn && !ack {
+    let budget = snap.map(|(budget_in, budget_out)| if ingress { budget_in } else { budget_out });
+    let rst = flags & tcp_flag::RST != 0;
+    // The flow whose budget a snapshot of this packet spends, if any.
+    let flow: Option<*mut FlowValue> = if rst {
+        FLOWS.get_ptr_mut(&key)
+    } else if ingress && syn && !ack {
         let value = FlowValue {
             state: flow_state::SYN_SEEN,
             snap_in: 0,
@@ -177,46 +155,52 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         if FLOWS.insert(&key, &value, 0).is_err() {
             bump(tracer_ebpf::counter::FLOW_INSERT_ERRORS);
         }
-        let mut ev = ev;
         ev.kind = kind::EDGE_SYN;
         emit(&mut ev);
-        if let Some(flow) = FLOWS.get_ptr_mut(&key) {
-            take(flow);
-        }
-        return Some(());
-    }
-    let flow = FLOWS.get_ptr_mut(&key);
-    if !ingress && syn && ack {
-        let mut ev = ev;
+        FLOWS.get_ptr_mut(&key)
+    } else if !ingress && syn && ack {
         ev.kind = kind::ORIGIN_SYNACK;
         emit(&mut ev);
-        if let Some(flow) = flow {
-            take(flow);
-        }
-        return Some(());
-    }
-    // Anything else matters only for flows whose SYN we saw.
-    let flow = flow?;
-    let mut ev = ev;
-    if flags & tcp_flag::FIN != 0 {
-        ev.kind = if ingress {
-            kind::EDGE_FIN
-        } else {
-            kind::ORIGIN_FIN
-        };
-        emit(&mut ev);
-    } else if ingress && ack && unsafe { (*flow).state } == flow_state::SYN_SEEN {
-        // SAFETY: LRU value pointer valid for this program run.
-        unsafe { (*flow).state = flow_state::ESTABLISHED };
-        ev.kind = kind::EDGE_ACK;
-        emit(&mut ev);
+        FLOWS.get_ptr_mut(&key)
     } else {
-        // A data segment: only its bytes may matter.
-        if !has_payload {
+        // Anything else matters only for flows whose SYN we saw.
+        let flow = FLOWS.get_ptr_mut(&key)?;
+        // SAFETY: LRU value pointer valid for this program run.
+        let state = unsafe { (*flow).state };
+        if flags & tcp_flag::FIN != 0 {
+            ev.kind = if ingress {
+                kind::EDGE_FIN
+            } else {
+                kind::ORIGIN_FIN
+            };
+            emit(&mut ev);
+        } else if ingress && ack && state == flow_state::SYN_SEEN {
+            // SAFETY: as above.
+            unsafe { (*flow).state = flow_state::ESTABLISHED };
+            ev.kind = kind::EDGE_ACK;
+            emit(&mut ev);
+        } else if !has_payload {
+            // A data segment: only its bytes may matter.
             return None;
         }
+        Some(flow)
+    };
+    // One place takes snapshots, so the verifier walks its loop once.
+    if let (Some(budget), Some(flow)) = (budget, flow) {
+        // The same state on every path in: the verifier prunes the rest.
+        let mut head = ev;
+        head.kind = kind::PACKET;
+        snapshot(ctx, &head, ingress, ip.l2, header_end, flow, budget);
     }
-    take(flow);
+    if rst {
+        let _ = FLOWS.remove(&key);
+        ev.kind = if ingress {
+            kind::EDGE_RST
+        } else {
+            kind::ORIGIN_RST
+        };
+        emit(&mut ev);
+    }
     Some(())
 }
 

@@ -139,6 +139,11 @@ pub struct ProbeLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub reason: Option<String>,
+    /// Instructions the kernel's verifier processed for its program (Linux
+    /// 5.16 and later report it; the limit is 1,000,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32", range(min = 1))]
+    pub verified_insns: Option<u32>,
 }
 
 /// Written once everything is attached (or the capture opened).

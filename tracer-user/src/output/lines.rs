@@ -82,6 +82,7 @@ pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
                         ProbeStatus::Attached
                     },
                     reason: p.reason.clone(),
+                    verified_insns: p.verified_insns,
                 })
                 .collect();
             line.stale_removed = stale_removed.to_vec();

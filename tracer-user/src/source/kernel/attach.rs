@@ -19,7 +19,7 @@ use tracer_ebpf::{counter, names, DropLayout, TpLayout};
 use super::{
     btf::Btf,
     layout::{self, SOCK_PROBES},
-    tracefs,
+    tracefs, verifier,
 };
 use crate::{
     cli::{AttachMode, Settings},
@@ -47,6 +47,8 @@ pub struct Probe {
     pub name: String,
     pub attached: bool,
     pub reason: Option<String>,
+    /// Instructions the verifier processed for its program (5.16+).
+    pub verified_insns: Option<u32>,
 }
 
 /// Everything attached; dropping it detaches everything.
@@ -222,7 +224,7 @@ fn attach_tc(
             .with_context(|| format!("eBPF object lacks program {prog_name}"))?
             .try_into()?;
         prog.load()
-            .with_context(|| format!("the kernel refused program {prog_name}"))?;
+            .map_err(|e| anyhow::anyhow!(verifier::refusal(prog_name, e)))?;
         for iface in ifaces {
             if use_tcx {
                 prog.attach_with_options(
@@ -274,8 +276,7 @@ fn attach_tracepoint(
         .ok_or_else(|| format!("eBPF object lacks program {program}"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
-    prog.load()
-        .map_err(|e| format!("the kernel refused the program: {e}"))?;
+    prog.load().map_err(|e| verifier::refusal(program, e))?;
     prog.attach(category, name)
         .map_err(|e| format!("attach failed: {e}"))?;
     Ok(())
@@ -301,14 +302,18 @@ fn attach_all(
             return Err(e);
         }
     };
-    let mut probes: Vec<Probe> = ["tc_ingress", "tc_egress"]
-        .iter()
-        .map(|n| Probe {
-            name: (*n).into(),
-            attached: true,
-            reason: None,
-        })
-        .collect();
+    let mut probes: Vec<Probe> = [
+        ("tc_ingress", names::TC_INGRESS),
+        ("tc_egress", names::TC_EGRESS),
+    ]
+    .iter()
+    .map(|(n, program)| Probe {
+        name: (*n).into(),
+        attached: true,
+        reason: None,
+        verified_insns: verifier::instructions(ebpf, program),
+    })
+    .collect();
 
     let kfree_result =
         drop_layout.and_then(|_| attach_tracepoint(ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
@@ -316,6 +321,7 @@ fn attach_all(
         name: "skb:kfree_skb".into(),
         attached: kfree_result.is_ok(),
         reason: kfree_result.err(),
+        verified_insns: verifier::instructions(ebpf, names::TP_KFREE_SKB),
     });
     for (probe, layout) in SOCK_PROBES.iter().zip(sock_layouts) {
         let result =
@@ -324,6 +330,7 @@ fn attach_all(
             name: format!("{}:{}", probe.category, probe.name),
             attached: result.is_ok(),
             reason: result.err(),
+            verified_insns: verifier::instructions(ebpf, probe.program),
         });
     }
 

@@ -9,6 +9,7 @@ pub mod procnet;
 pub mod records;
 pub mod snapshots;
 pub mod tracefs;
+pub mod verifier;
 
 use std::{fs, path::Path};
 
