@@ -230,6 +230,27 @@ pub struct Snapshot {
     pub data: [u8; SNAP_CHUNK],
 }
 
+/// What the TC programs hand the snapshot program they tail-call
+/// (per-CPU, `SNAP_ARGS`): the packet's flow and where its headers end.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SnapArgs {
+    /// The flow, `kind` [`kind::PACKET`].
+    pub head: RawEvent,
+    pub key: FlowKey,
+    /// Link-layer header length.
+    pub l2: u32,
+    /// Where the TCP header ends.
+    pub header_end: u32,
+    /// Snapshot bytes this direction may use per flow.
+    pub budget: u32,
+    /// 1: edge -> origin.
+    pub ingress: u32,
+    /// 1: remove the flow afterwards (a RST ended it).
+    pub remove: u32,
+    pub _pad: u32,
+}
+
 /// Key of the per-flow LRU map (`FLOWS`): the edge's 4-tuple.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,11 +305,15 @@ pub mod names {
     pub const IFACE_L2: &str = "IFACE_L2";
     pub const COUNTERS: &str = "COUNTERS";
     pub const FLOWS: &str = "FLOWS";
+    pub const SNAP_ARGS: &str = "SNAP_ARGS";
+    pub const SNAP_PROGS: &str = "SNAP_PROGS";
     /// Program names start with this prefix, so that stale netlink filters of
     /// ours can be found and removed (`BPF_OBJ_NAME_LEN` is 16).
     pub const PROG_PREFIX: &str = "otr_";
     pub const TC_INGRESS: &str = "otr_tc_ingress";
     pub const TC_EGRESS: &str = "otr_tc_egress";
+    /// Tail-called by both TC programs: verified once, on its own.
+    pub const TC_SNAPSHOT: &str = "otr_tc_snapshot";
     pub const TP_KFREE_SKB: &str = "otr_kfree_skb";
     pub const TP_SEND_RESET: &str = "otr_send_reset";
     pub const TP_RECV_RESET: &str = "otr_recv_reset";
@@ -311,4 +336,5 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::Snapshot {}
+    unsafe impl aya::Pod for super::SnapArgs {}
 }

@@ -54,6 +54,24 @@ pub fn ensure_lab_tools() -> Result<()> {
     Ok(())
 }
 
+/// qemu (TCG), kmod (depmod, modprobe for the guest's module tree), xz.
+pub fn ensure_vm_tools() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("depmod", "kmod"),
+        ("xz", "xz-utils"),
+        ("dpkg", "dpkg"),
+    ]
+    .iter()
+    .filter(|(p, _)| !have(p))
+    .map(|(_, pkg)| *pkg)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install("the kernel matrix's tools", &missing)
+}
+
 /// tshark, for `cargo xtask bench-analyze` to compare against.
 pub fn ensure_tshark() -> Result<()> {
     if have("tshark") {

@@ -9,6 +9,7 @@ mod deps;
 mod ebpf;
 mod flood;
 mod schema;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -54,6 +55,15 @@ enum Cmd {
     /// `tshark -z conv,tcp` (installed with apt-get if missing); packets per
     /// second and peak memory. Needs no root unless tshark must be installed.
     BenchAnalyze,
+    /// The kernel matrix: boot Debian's 6.1 and 6.12 kernels (5.10 on request) in qemu
+    /// (TCG) and run the agent and a smoke set of the lab scenarios inside
+    /// each; fails on a start-up error, a probe skipped that the kernel has,
+    /// a program over half the verifier's limit or a wrong verdict.
+    VmTest {
+        /// Only these kernels (`6.1`, `6.12`, `5.10`); 6.1 and 6.12 by default.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+    },
     /// Write docs/schema-v1.json from the output line types (what
     /// `origin-tracer schema` prints).
     Schema {
@@ -83,6 +93,14 @@ fn main() -> Result<()> {
             deps::ensure_tshark()?;
             let bin = build_agent()?;
             bench_analyze::run(&bin)
+        }
+        Cmd::VmTest { kernels } => {
+            require_root("cargo xtask vm-test")?;
+            deps::ensure_lab_tools()?;
+            deps::ensure_vm_tools()?;
+            let bin = build_agent()?;
+            let lab = build_lab_tests()?;
+            vm::run(&bin, &lab, &kernels)
         }
         Cmd::Schema { check } => schema::run(&build_agent()?, &workspace_root(), check),
         Cmd::Demo => {
@@ -163,6 +181,34 @@ fn build_agent() -> Result<PathBuf> {
         }
     }
     bail!("cargo did not report the origin-tracer binary")
+}
+
+/// Build the privileged lab tests and return their binary (from cargo's
+/// report).
+fn build_lab_tests() -> Result<PathBuf> {
+    eprintln!("xtask: building the lab tests");
+    let out = cargo()
+        .args([
+            "test",
+            "-p",
+            "integration-tests",
+            "--test",
+            "lab",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the lab tests failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "lab")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the lab test binary")
 }
 
 fn test(no_root: bool, filter: &[String]) -> Result<()> {

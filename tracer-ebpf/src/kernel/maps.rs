@@ -4,11 +4,13 @@
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf,
+    },
 };
 use tracer_ebpf::{
-    counter, DropLayout, FlowKey, FlowValue, RawEvent, Settings, TpLayout, FAMILY_V4,
-    FLOW_CAPACITY, RINGBUF_BYTES,
+    counter, DropLayout, FlowKey, FlowValue, RawEvent, Settings, SnapArgs, Snapshot, TpLayout,
+    FAMILY_V4, FLOW_CAPACITY, RINGBUF_BYTES,
 };
 
 #[map]
@@ -33,6 +35,15 @@ pub static IFACE_L2: HashMap<u32, u32> = HashMap::with_max_entries(1_024, 0);
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
+/// Slot 0: the snapshot program (`otr_tc_snapshot`), set by the agent.
+#[map]
+pub static SNAP_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+/// The snapshot being built (one chunk), per CPU.
+#[map]
+pub static SNAP_BUF: PerCpuArray<Snapshot> = PerCpuArray::with_max_entries(1, 0);
+/// What a TC program hands the snapshot program it tail-calls.
+#[map]
+pub static SNAP_ARGS: PerCpuArray<SnapArgs> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn bump(index: u32) {

@@ -10,13 +10,13 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use tracer_ebpf::{
-    flow_state, kind, snapshot_mode, tcp_flag, FlowValue, RawEvent, Snapshot, FAMILY_V4, FAMILY_V6,
-    SNAP_CHUNK, SNAP_CHUNKS_PER_PACKET,
+    flow_state, kind, snapshot_mode, tcp_flag, FlowValue, RawEvent, SnapArgs, Snapshot, FAMILY_V4,
+    FAMILY_V6, SNAP_CHUNK, SNAP_CHUNKS_PER_PACKET,
 };
 
 use super::maps::{
     blank_event, bump, emit, flow_key, is_edge, port_watched, wake_flags, EVENTS, FLOWS, IFACE_L2,
-    SETTINGS,
+    SETTINGS, SNAP_ARGS, SNAP_BUF, SNAP_PROGS,
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -185,15 +185,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         }
         Some(flow)
     };
-    // One place takes snapshots, so the verifier walks its loop once.
-    if let (Some(budget), Some(flow)) = (budget, flow) {
-        // The same state on every path in: the verifier prunes the rest.
-        let mut head = ev;
-        head.kind = kind::PACKET;
-        snapshot(ctx, &head, ingress, ip.l2, header_end, flow, budget);
-    }
     if rst {
-        let _ = FLOWS.remove(&key);
         ev.kind = if ingress {
             kind::EDGE_RST
         } else {
@@ -201,7 +193,56 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         };
         emit(&mut ev);
     }
+    // The snapshot program takes the packet's bytes (and forgets a reset
+    // flow after): tail-called, it is verified once, on its own.
+    if let (Some(budget), Some(_)) = (budget, flow) {
+        if let Some(args) = SNAP_ARGS.get_ptr_mut(0) {
+            let mut head = ev;
+            head.kind = kind::PACKET;
+            // SAFETY: per-CPU slot; this CPU runs the tail call next.
+            unsafe {
+                *args = SnapArgs {
+                    head,
+                    key,
+                    l2: ip.l2 as u32,
+                    header_end,
+                    budget,
+                    ingress: u32::from(ingress),
+                    remove: u32::from(rst),
+                    _pad: 0,
+                };
+                SNAP_PROGS.tail_call(ctx, 0);
+            }
+        }
+    }
+    // No snapshot (or the tail call failed): a reset flow is forgotten here.
+    if rst {
+        let _ = FLOWS.remove(&key);
+    }
     Some(())
+}
+
+/// Tail-called by both TC programs for a packet to snapshot.
+#[classifier]
+pub fn otr_tc_snapshot(ctx: TcContext) -> i32 {
+    if let Some(args) = SNAP_ARGS.get(0) {
+        let args = *args;
+        if let Some(flow) = FLOWS.get_ptr_mut(&args.key) {
+            snapshot(
+                &ctx,
+                &args.head,
+                args.ingress != 0,
+                args.l2 as usize,
+                args.header_end,
+                flow,
+                args.budget,
+            );
+        }
+        if args.remove != 0 {
+            let _ = FLOWS.remove(&args.key);
+        }
+    }
+    TC_ACT_UNSPEC
 }
 
 /// Send the packet's bytes, in chunks, while the flow's budget for this
@@ -249,13 +290,14 @@ fn snapshot(
         // SAFETY: register arithmetic only.
         unsafe { core::arch::asm!("{0} &= 2047", inout(reg) masked) };
         let len = masked as u32 + 1;
-        let Some(mut entry) = EVENTS.reserve::<Snapshot>(0) else {
-            bump(tracer_ebpf::counter::RINGBUF_LOST);
+        // The chunk is built in a per-CPU buffer and copied into the ring
+        // (not reserved there): a held reservation keeps old verifiers
+        // (6.1) from pruning, and they walked this loop 450,000 times.
+        let Some(rec) = SNAP_BUF.get_ptr_mut(0) else {
             break;
         };
-        let rec = entry.as_mut_ptr();
-        // SAFETY: `rec` points at reserved ring-buffer memory of Snapshot's size;
-        // `len` is at most SNAP_CHUNK.
+        // SAFETY: `rec` points at this CPU's Snapshot buffer; `len` is at
+        // most SNAP_CHUNK.
         let ok = unsafe {
             (*rec).head = *ev;
             (*rec).head.kind = kind::PACKET;
@@ -273,10 +315,16 @@ fn snapshot(
             ) == 0
         };
         if !ok {
-            entry.discard(0);
             break;
         }
-        entry.submit(wake_flags());
+        // SAFETY: the buffer was filled above.
+        if EVENTS
+            .output::<Snapshot>(unsafe { &*rec }, wake_flags())
+            .is_err()
+        {
+            bump(tracer_ebpf::counter::RINGBUF_LOST);
+            break;
+        }
         offset += len;
     }
     let used = used + take;

@@ -6,7 +6,7 @@ use std::{fs, os::unix::fs::MetadataExt, path::PathBuf, process::Command};
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         tc::{self, NlOptions, TcAttachOptions},
         LinkOrder, SchedClassifier, TcAttachType, TracePoint,
@@ -129,7 +129,29 @@ fn load_object() -> Result<Ebpf> {
 pub fn load_configured(s: &Settings, ifaces: &[Iface], names_: &KernelNames) -> Result<Ebpf> {
     let mut ebpf = load_object()?;
     fill_maps(&mut ebpf, s, ifaces, names_, None, &[])?;
+    load_snapshot(&mut ebpf).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ebpf)
+}
+
+/// Load the snapshot program both TC programs tail-call and put it in
+/// their jump table; without it they take no snapshots.
+fn load_snapshot(ebpf: &mut Ebpf) -> Result<(), String> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(names::TC_SNAPSHOT)
+        .ok_or_else(|| format!("eBPF object lacks program {}", names::TC_SNAPSHOT))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    prog.load()
+        .map_err(|e| verifier::refusal(names::TC_SNAPSHOT, e))?;
+    let fd = prog
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(Into::into))
+        .map_err(|e| format!("{e}"))?;
+    let map = ebpf
+        .map_mut(names::SNAP_PROGS)
+        .ok_or_else(|| format!("eBPF object lacks map {}", names::SNAP_PROGS))?;
+    let mut table = ProgramArray::try_from(map).map_err(|e| format!("{e}"))?;
+    table.set(0, &fd, 0).map_err(|e| format!("{e}"))
 }
 
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
@@ -314,6 +336,17 @@ fn attach_all(
         verified_insns: verifier::instructions(ebpf, program),
     })
     .collect();
+    let snapshot = if s.no_payload {
+        Err("--no-payload: no packet snapshots".to_owned())
+    } else {
+        load_snapshot(ebpf)
+    };
+    probes.push(Probe {
+        name: "tc_snapshot".into(),
+        attached: snapshot.is_ok(),
+        reason: snapshot.err(),
+        verified_insns: verifier::instructions(ebpf, names::TC_SNAPSHOT),
+    });
 
     let kfree_result =
         drop_layout.and_then(|_| attach_tracepoint(ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
