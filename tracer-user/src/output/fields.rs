@@ -28,9 +28,9 @@ enum Family {
 /// An edge connection, seen from the origin: `src` is the edge.
 #[derive(Serialize, JsonSchema)]
 #[schemars(extend(
-    "if" = { "properties": { "src": { "format": "ipv4" } } },
-    "then" = { "properties": { "family": { "const": "ipv4" }, "dst": { "format": "ipv4" } } },
-    "else" = { "properties": { "family": { "const": "ipv6" }, "dst": { "format": "ipv6" } } },
+    "if" = { "properties": { "family": { "const": "ipv4" } } },
+    "then" = { "properties": { "src": { "format": "ipv4" }, "dst": { "format": "ipv4" } } },
+    "else" = { "properties": { "src": { "format": "ipv6" }, "dst": { "format": "ipv6" } } },
 ))]
 struct FlowFields {
     /// The edge's address.

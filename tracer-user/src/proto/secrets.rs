@@ -34,8 +34,9 @@ const SECRET_HEADERS: [&str; 14] = [
 
 /// Parts of a header name that mark its value as a credential (in the
 /// spirit of the default scrubbing lists of error trackers).
-const SECRET_PARTS: [&str; 9] = [
+const SECRET_PARTS: [&str; 10] = [
     "auth",
+    "jwt",
     "token",
     "secret",
     "passw",
@@ -46,8 +47,18 @@ const SECRET_PARTS: [&str; 9] = [
     "credential",
 ];
 
-/// Headers whose value is a URL: its query string is masked.
-const URL_HEADERS: [&str; 3] = ["referer", "location", "content-location"];
+/// Headers whose value is a URL (or holds one): its query string is masked,
+/// and all of it without `--show-path`.
+const URL_HEADERS: [&str; 8] = [
+    "referer",
+    "location",
+    "content-location",
+    "link",
+    "refresh",
+    "x-original-url",
+    "x-forwarded-uri",
+    "x-rewrite-url",
+];
 
 /// Methods a message after the first must have (a body the framing missed
 /// must not pass for a request).
@@ -134,10 +145,12 @@ fn secret_header(name: &[u8]) -> Option<What> {
     if let Some(i) = SECRET_HEADERS.iter().position(|h| h.as_bytes() == lower) {
         return Some(What::Header(SecretHeader(u8::try_from(i).ok())));
     }
-    SECRET_PARTS
+    let part = SECRET_PARTS
         .iter()
-        .any(|p| lower.windows(p.len()).any(|w| w == p.as_bytes()))
-        .then_some(What::Header(SecretHeader(None)))
+        .any(|p| lower.windows(p.len()).any(|w| w == p.as_bytes()));
+    // `X-Functions-Key`, `Ocp-Apim-Subscription-Key` ...
+    let key = lower.ends_with(b"-key") || lower.ends_with(b"_key");
+    (part || key).then_some(What::Header(SecretHeader(None)))
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -153,7 +166,7 @@ fn looks_tls(s: &[u8]) -> bool {
 /// the bytes begin with the connection's first payload byte; `keep_path`:
 /// the URL path may be shown (`--show-path`).
 pub fn plan(stream: &[u8], inbound: bool, at_start: bool, keep_path: bool) -> Vec<Span> {
-    if stream.is_empty() || looks_tls(stream) {
+    if stream.is_empty() || (at_start && looks_tls(stream)) {
         return Vec::new();
     }
     let mut spans = Vec::new();
@@ -215,10 +228,10 @@ fn line(s: &[u8], pos: usize) -> (Range<usize>, Option<usize>) {
 /// next message starts. `None` when `pos` does not start an HTTP message.
 /// `how`: (a request, the first message of the connection, keep the path).
 fn message(s: &[u8], pos: usize, how: (bool, bool, bool), spans: &mut Vec<Span>) -> Option<usize> {
-    let (inbound, first, keep_path) = how;
+    let (inbound, _first, keep_path) = how;
     let (start, next) = line(s, pos);
     if inbound {
-        request_line(s, start.clone(), (first, keep_path), spans)?;
+        request_line(s, start.clone(), keep_path, spans)?;
     } else if !s[pos..].starts_with(b"HTTP/") && !b"HTTP/".starts_with(&s[pos..]) {
         return None;
     }
@@ -252,7 +265,7 @@ fn message(s: &[u8], pos: usize, how: (bool, bool, bool), spans: &mut Vec<Span>)
                 push(spans, value, Action::Mask, what);
             } else {
                 framing.header(name, &s[value.clone()]);
-                url_query(s, name, value, spans);
+                url_query(s, name, value, keep_path, spans);
             }
         } else if next.is_some() {
             masking = Some(What::MalformedHeader);
@@ -283,11 +296,15 @@ fn message(s: &[u8], pos: usize, how: (bool, bool, bool), spans: &mut Vec<Span>)
 }
 
 /// In a header whose value is a URL, the query string is masked.
-fn url_query(s: &[u8], name: &[u8], value: Range<usize>, spans: &mut Vec<Span>) {
+fn url_query(s: &[u8], name: &[u8], value: Range<usize>, keep_path: bool, spans: &mut Vec<Span>) {
     if !URL_HEADERS
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
     {
+        return;
+    }
+    if !keep_path {
+        push(spans, value, Action::Mask, What::Path);
         return;
     }
     if let Some(q) = s[value.clone()].iter().position(|&b| b == b'?') {
@@ -305,28 +322,49 @@ fn url_query(s: &[u8], name: &[u8], value: Range<usize>, spans: &mut Vec<Span>) 
 fn request_line(
     s: &[u8],
     line: Range<usize>,
-    (first, keep_path): (bool, bool),
+    keep_path: bool,
     spans: &mut Vec<Span>,
 ) -> Option<()> {
     let bytes = &s[line.clone()];
+    // The line's end is in the bytes (else they end inside it).
+    let complete = line.end < s.len();
     let method_len = bytes.iter().take_while(|&&b| is_tchar(b)).count();
-    let cut_in_method = method_len == bytes.len() && line.end == s.len();
-    if method_len == 0 || (!cut_in_method && bytes.get(method_len) != Some(&b' ')) {
+    let method = &bytes[..method_len];
+    if method_len == bytes.len() && !complete {
+        // Cut inside the method: only the start of a known one passes.
+        let prefix = !method.is_empty() && METHODS.iter().any(|m| m.as_bytes().starts_with(method));
+        return prefix.then_some(());
+    }
+    if !METHODS.iter().any(|m| m.as_bytes() == method) || bytes.get(method_len) != Some(&b' ') {
         return None;
     }
-    if !first && !METHODS.iter().any(|m| m.as_bytes() == &bytes[..method_len]) {
+    // The target runs to ` HTTP/x.y` at the line's end (which a whole line
+    // must have), or to where the bytes end.
+    let rest = line.start + method_len + 1..line.end;
+    let version = s[rest.clone()]
+        .windows(6)
+        .rposition(|w| w == b" HTTP/")
+        .map(|i| rest.start + i)
+        .filter(|&v| line.end - v <= 9);
+    if complete && version.is_none() {
         return None;
     }
-    let target_start = line.start + method_len + 1;
-    if target_start >= line.end {
+    let end = version.unwrap_or(rest.end);
+    let start = rest.start
+        + s[rest.start..end]
+            .iter()
+            .take_while(|&&b| b == b' ')
+            .count();
+    if start >= end {
         return Some(());
     }
-    let target_len = s[target_start..line.end]
-        .iter()
-        .position(|&b| b == b' ')
-        .unwrap_or(line.end - target_start);
-    let target = target_start..target_start + target_len;
+    let target = start..end;
     let t = &s[target.clone()];
+    if t.iter().any(|&b| b == b' ' || b == b'\t') {
+        // Not one target: nothing says which part is which.
+        push(spans, target, Action::Mask, What::Path);
+        return Some(());
+    }
     let query = t.iter().position(|&b| b == b'?');
     if let Some(q) = query {
         push(
@@ -339,7 +377,11 @@ fn request_line(
     // Where the path starts: after the leading `/`, or after the authority
     // of an absolute URL (authority-form and `*` have none).
     let mut path_start = (t.first() == Some(&b'/')).then_some(1);
-    if let Some(scheme_end) = t.windows(3).position(|w| w == b"://") {
+    if let Some(scheme_end) = t
+        .windows(3)
+        .position(|w| w == b"://")
+        .filter(|_| t.first() != Some(&b'/'))
+    {
         let authority = scheme_end + 3;
         let end = t[authority..]
             .iter()

@@ -178,9 +178,9 @@ fn tls_is_kept_and_other_bytes_are_dropped_but_for_a_few() {
     assert!(plan(&hello, true, true, true).is_empty());
     let ssh = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\nmore bytes";
     assert_eq!(render(ssh, false, true), "SSH-2.0-OpenSSH_");
-    // Mid-stream (the start was not seen): TLS records are still kept,
-    // anything else is dropped whole.
-    assert!(plan(&hello, true, false, true).is_empty());
+    // Mid-stream (the start was not seen): nothing says a record is TLS
+    // rather than a body that looks like one; all of it is dropped.
+    assert_eq!(render(&hello, true, false), "");
     assert_eq!(render(b"tail of something", true, false), "");
 }
 
@@ -212,5 +212,43 @@ fn the_path_is_masked_unless_it_may_be_shown() {
     assert_eq!(
         render_with(b"OPTIONS * HTTP/1.1\r\n\r\n", true, true, false),
         "OPTIONS * HTTP/1.1\r\n\r\n"
+    );
+}
+
+#[test]
+fn other_protocols_and_odd_request_lines_keep_nothing_secret() {
+    // IMAP and Redis look like "token space": not HTTP, the secret dropped.
+    assert_eq!(req("a1 LOGIN user pw\r\n"), "a1");
+    assert_eq!(req("AUTH hunter2\r\n"), "AUTH");
+    // A whole line without a version is not HTTP/1.x.
+    assert_eq!(req("GET /a?b=c\r\nCookie: x\r\n\r\n"), "GET");
+    // Spaces before the target, or inside it.
+    assert_eq!(
+        render_with(b"GET  /p?t=S HTTP/1.1\r\n\r\n", true, true, false),
+        "GET  /x?xxx HTTP/1.1\r\n\r\n"
+    );
+    assert_eq!(
+        render_with(b"GET /a?b c HTTP/1.1\r\n\r\n", true, true, true),
+        "GET xxxxxx HTTP/1.1\r\n\r\n"
+    );
+    // A path holding `://` is a path, not an absolute URL.
+    assert_eq!(
+        render_with(b"GET /r/https://u@h/x HTTP/1.1\r\n\r\n", true, true, false),
+        "GET /xxxxxxxxxxxxxxx HTTP/1.1\r\n\r\n"
+    );
+    // Cut inside something that is not the start of a method.
+    assert_eq!(
+        render(b"deadbeefcafe0123456789", true, true),
+        "deadbeefcafe0123"
+    );
+    assert_eq!(req("PO"), "PO");
+}
+
+#[test]
+fn url_headers_and_key_headers_are_masked() {
+    let r = b"GET / HTTP/1.1\r\nLink: </a/b>; rel=x\r\nX-Functions-Key: k1\r\nX-Jwt: t\r\n\r\n";
+    assert_eq!(
+        render_with(r, true, true, false),
+        "GET / HTTP/1.1\r\nLink:xxxxxxxxxxxxxx\r\nX-Functions-Key:xxx\r\nX-Jwt:xx\r\n\r\n"
     );
 }

@@ -47,7 +47,7 @@ fn may_skip(label: &str, probe: &str) -> bool {
 const DEFAULT: [&str; 2] = ["6.1", "6.12"];
 
 /// How long one guest may take, boot to power-off.
-const GUEST_LIMIT: Duration = Duration::from_mins(7);
+const GUEST_LIMIT: Duration = Duration::from_mins(8);
 
 /// The script each guest runs (as root, on the overlay of the host's root).
 fn script(agent: &Path, lab: &Path) -> String {
@@ -65,10 +65,10 @@ ip link add e0 netns vmedge type veth peer name o0 netns vmorigin
 ip -n vmedge addr add 198.18.0.1/24 dev e0; ip -n vmorigin addr add 198.18.0.2/24 dev o0
 for ns in vmedge vmorigin; do ip -n $ns link set lo up; done
 ip -n vmedge link set e0 up; ip -n vmorigin link set o0 up
-timeout 180 nsenter --net=/run/netns/vmorigin {agent} --all-sources --duration 3s --format json > $O/start.json 2> $O/start.err
+timeout 150 nsenter --net=/run/netns/vmorigin {agent} --all-sources --duration 3s --format json > $O/start.json 2> $O/start.err
 echo $? > $O/start.rc
 ip netns del vmedge; ip netns del vmorigin
-ORIGIN_TRACER_BIN={agent} timeout 300 {lab} --ignored --test-threads=1 --exact {tests} > $O/smoke.log 2>&1
+ORIGIN_TRACER_BIN={agent} timeout 240 {lab} --ignored --test-threads=1 --exact {tests} > $O/smoke.log 2>&1
 echo $? > $O/smoke.rc
 "#,
         agent = agent.display(),
@@ -147,7 +147,7 @@ fn one(k: &kernels::Kernel, busybox: &Path, agent: &Path, lab: &Path) -> Result<
     let out = PathBuf::from(format!("{}/runs/{}", kernels::CACHE, k.release));
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out)?;
-    let script_path = out.with_extension("sh");
+    let script_path = out.with_file_name(format!("{}.sh", k.release));
     fs::write(&script_path, script(agent, lab))?;
     eprintln!(
         "xtask vm-test: booting {} ({}) under TCG",

@@ -55,7 +55,8 @@ fn segment(data: &[u8], l2_len: u32) -> Option<Segment> {
     let seq = u32::from_be_bytes(data.get(tcp + 4..tcp + 8)?.try_into().ok()?);
     let syn = data.get(tcp + 13)? & 0x02 != 0;
     let payload = tcp + offset;
-    (offset >= 20 && payload <= end).then_some(Segment {
+    // Headers cut short of their own length: nothing to place.
+    (offset >= 20 && tcp >= ip + 20 && payload <= end && payload <= data.len()).then_some(Segment {
         v6,
         ip,
         tcp,
@@ -138,12 +139,19 @@ fn stream(frames: &[Frame], segs: &[Option<Segment>], outbound: bool) -> Stream 
 pub fn redact(frames: &mut [Frame], keep_path: bool) -> u64 {
     let segs: Vec<Option<Segment>> = frames.iter().map(|f| segment(&f.data, f.l2_len)).collect();
     let mut rewritten = 0;
+    // What cannot be read as TCP (but for ICMP, which quotes only headers)
+    // keeps its IP header and nothing after it.
+    for (f, seg) in frames.iter_mut().zip(&segs) {
+        if seg.is_none() && cut_unreadable(f) {
+            rewritten += 1;
+        }
+    }
     for outbound in [false, true] {
         let s = stream(frames, &segs, outbound);
         let spans = secrets::plan(&s.bytes, !outbound, s.at_start, keep_path);
         for &(i, at) in &s.places {
             if let Some(seg) = &segs[i] {
-                if rewrite(&mut frames[i], seg, at, s.bytes.len(), &spans) {
+                if rewrite(&mut frames[i], seg, at, &s.bytes, &spans) {
                     rewritten += 1;
                 }
             }
@@ -152,9 +160,38 @@ pub fn redact(frames: &mut [Frame], keep_path: bool) -> u64 {
     rewritten
 }
 
-/// Apply the spans to one frame whose payload starts at `at` in a stream
-/// known up to `known`; true if it changed.
-fn rewrite(f: &mut Frame, seg: &Segment, at: i64, known: usize, spans: &[Span]) -> bool {
+/// Cut a frame that is not readable TCP after its IP header; true if cut.
+fn cut_unreadable(f: &mut Frame) -> bool {
+    let Ok(ip) = usize::try_from(f.l2_len) else {
+        return false;
+    };
+    let (header, proto) = match f.data.get(ip).map(|b| b >> 4) {
+        Some(4) => (
+            usize::from(f.data[ip] & 0x0f) * 4,
+            f.data.get(ip + 9).copied(),
+        ),
+        Some(6) => (40, f.data.get(ip + 6).copied()),
+        _ => (0, None),
+    };
+    if matches!(proto, Some(1 | 58)) {
+        return false;
+    }
+    let keep = (ip + header).min(f.data.len());
+    if keep >= f.data.len() {
+        return false;
+    }
+    let dropped = f.data.len() - keep;
+    f.data.truncate(keep);
+    f.comment = Some(format!(
+        "origin-tracer; dropped: all after the IP header of a packet not read as TCP ({dropped} bytes)"
+    ));
+    true
+}
+
+/// Apply the spans to one frame whose payload starts at `at` in the stream
+/// `bytes` (as far as it is known); true if it changed.
+fn rewrite(f: &mut Frame, seg: &Segment, at: i64, bytes: &[u8], spans: &[Span]) -> bool {
+    let known = bytes.len();
     let captured = seg.end.min(f.data.len()).saturating_sub(seg.payload);
     let mut said: BTreeMap<(bool, &'static str), usize> = BTreeMap::new();
     // Keep up to the first byte that is dropped or cannot be placed.
@@ -178,8 +215,21 @@ fn rewrite(f: &mut Frame, seg: &Segment, at: i64, known: usize, spans: &[Span]) 
             earliest(from.max(at), sp.what.describe());
         }
     }
-    let keep = cut.map_or(captured, |(c, _)| usize::try_from(c - at).unwrap_or(0));
-    if let Some((_, why)) = cut {
+    let mut keep = cut.map_or(captured, |(c, _)| usize::try_from(c - at).unwrap_or(0));
+    let mut why = cut.map(|(_, w)| w);
+    // A copy (a retransmission) whose bytes differ from the ones the
+    // stream was judged on is not placed.
+    if let (Ok(start), true) = (usize::try_from(at), keep > 0) {
+        let mine = &f.data[seg.payload..seg.payload + keep];
+        if bytes
+            .get(start..start + keep)
+            .is_none_or(|judged| judged != mine)
+        {
+            keep = 0;
+            why = Some("payload that differs from an earlier copy");
+        }
+    }
+    if let (Some(why), true) = (why, captured > keep) {
         said.insert((false, why), captured - keep);
     }
     let old = f.data[seg.payload..seg.payload + keep].to_vec();
@@ -198,7 +248,11 @@ fn rewrite(f: &mut Frame, seg: &Segment, at: i64, known: usize, spans: &[Span]) 
         return false;
     }
     let whole = f.data.len() >= seg.end;
-    if whole {
+    if keep < captured {
+        // Bytes left out: a checksum over them would say something about
+        // them, and none over the rest can be verified. Zero.
+        f.data[seg.tcp + 16..seg.tcp + 18].fill(0);
+    } else if whole {
         tcp_checksum(&mut f.data, seg);
     } else {
         let new = f.data[seg.payload..seg.payload + keep].to_vec();

@@ -314,6 +314,12 @@ fn attach_all(
     sock_layouts: Vec<Result<TpLayout, String>>,
 ) -> Result<(bool, Vec<String>, Vec<Probe>)> {
     let mut our_qdiscs = Vec::new();
+    // Before the TC programs: their first packets already tail-call it.
+    let snapshot = if s.no_payload && s.write_pcap.is_none() {
+        Err("--no-payload: no packet snapshots".to_owned())
+    } else {
+        load_snapshot(ebpf)
+    };
     let tcx = match attach_tc(ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
         Ok(m) => m,
         Err(e) => {
@@ -336,11 +342,6 @@ fn attach_all(
         verified_insns: verifier::instructions(ebpf, program),
     })
     .collect();
-    let snapshot = if s.no_payload {
-        Err("--no-payload: no packet snapshots".to_owned())
-    } else {
-        load_snapshot(ebpf)
-    };
     probes.push(Probe {
         name: "tc_snapshot".into(),
         attached: snapshot.is_ok(),

@@ -12,9 +12,28 @@ use aya::{programs::ProgramError, Ebpf};
 /// The complexity limit of the verifier (instructions processed).
 pub const COMPLEXITY_LIMIT: u32 = 1_000_000;
 
-/// Where a refused program's verifier log is written.
+/// Where a refused program's verifier log is written: the agent's own
+/// root-only directory (not a shared /tmp, where a planted link could
+/// redirect a root write).
 pub fn log_path(program: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("origin-tracer-verifier-{program}.log"))
+    PathBuf::from(format!("/run/origin-tracer/verifier-{program}.log"))
+}
+
+fn write_log(path: &std::path::Path, log: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, log.as_bytes())
 }
 
 /// One line for a program the kernel refused to load.
@@ -29,7 +48,7 @@ pub fn refusal(program: &str, e: ProgramError) -> String {
     let log = format!("{verifier_log:?}");
     tracing::debug!("verifier log of {program}:\n{log}");
     let path = log_path(program);
-    let saved = match std::fs::write(&path, &log) {
+    let saved = match write_log(&path, &log) {
         Ok(()) => format!(
             "its log ({} lines) is in {}",
             log.lines().count(),
