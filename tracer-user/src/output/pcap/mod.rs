@@ -110,7 +110,12 @@ impl PcapEvidence {
             Vec::new()
         });
         let appended = match packets.last_mut() {
-            Some(last) if s.offset > 0 && last.data.len() == s.offset as usize => {
+            Some(last)
+                if s.offset > 0
+                    && last.outbound == s.outbound
+                    && last.wire_len == s.wire_len
+                    && last.data.len() == s.offset as usize =>
+            {
                 last.data.extend_from_slice(&s.data);
                 true
             }
