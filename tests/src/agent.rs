@@ -47,22 +47,16 @@ impl Agent {
     /// Starts `$ORIGIN_TRACER_BIN --format json --edge-ranges <lab>
     /// --syn-timeout 3s <extra>` in the lab's origin namespace.
     pub fn start(lab: &Lab, extra: &[&str]) -> Agent {
-        let edge = lab.edge_ranges();
-        let mut args = vec![
-            "--format",
-            "json",
-            "--edge-ranges",
-            &edge,
-            "--syn-timeout",
-            "3s",
-        ];
-        args.extend_from_slice(extra);
-        Agent::start_with(&agent_bin(), lab, &args, false)
+        Agent::start_in_lab(lab, extra, &[])
     }
 
     /// Like [`Agent::start`], with `ORIGIN_TRACER_LOG=debug`: everything the
     /// agent logs lands in its stderr.
     pub fn start_debug(lab: &Lab, extra: &[&str]) -> Agent {
+        Agent::start_in_lab(lab, extra, &[("ORIGIN_TRACER_LOG", "debug")])
+    }
+
+    fn start_in_lab(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let edge = lab.edge_ranges();
         let mut args = vec![
             "--format",
@@ -73,13 +67,7 @@ impl Agent {
             "3s",
         ];
         args.extend_from_slice(extra);
-        Agent::spawn(
-            &agent_bin(),
-            lab,
-            &args,
-            None,
-            &[("ORIGIN_TRACER_LOG", "debug")],
-        )
+        Agent::spawn(&agent_bin(), lab, &args, None, env)
     }
 
     /// Starts `bin args` in the lab's origin namespace; with `echo`, every

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::kernels::{Kernel, CACHE};
+use super::kernels::{output as run, Kernel, CACHE};
 
 /// Modules the initramfs loads to reach the host's root (with their
 /// dependencies; those built in are skipped).
@@ -24,17 +24,6 @@ const BOOT_MODULES: [&str; 4] = ["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 /// Files that decide an initramfs.
 const INIT: &str = include_str!("../../vm/init");
 const STAGE2: &str = include_str!("../../vm/stage2.sh");
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// The module files to load, in order, from host kmod's view of the
 /// package's tree.

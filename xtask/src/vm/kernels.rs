@@ -96,7 +96,8 @@ fn apt(tool: &str) -> Command {
     c
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+/// Run a command; its stdout, or an error with its stderr.
+pub(super) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
