@@ -2,7 +2,7 @@
 //! or netlink tc) and taking everything down again, including leftovers of an
 //! earlier run that was killed.
 
-use std::{fs, os::unix::fs::MetadataExt, path::PathBuf, process::Command};
+use std::fs;
 
 use anyhow::{bail, Context, Result};
 use aya::{
@@ -19,6 +19,7 @@ use tracer_ebpf::{counter, names, DropLayout, TpLayout};
 use super::{
     btf::Btf,
     layout::{self, SOCK_PROBES},
+    stale::{delete_clsact, qdisc_marker, remove_stale},
     tracefs, verifier,
 };
 use crate::{
@@ -63,57 +64,6 @@ pub struct Kernel {
     /// Interfaces on which we created the clsact qdisc (netlink mode).
     our_qdiscs: Vec<String>,
     ebpf: Option<Ebpf>,
-}
-
-fn netns_inode() -> u64 {
-    fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
-}
-
-/// Marks "this run created clsact on IFACE", so that a later run can remove
-/// it if this one is killed before it can.
-fn qdisc_marker(iface: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/run/origin-tracer/clsact-{}-{iface}",
-        netns_inode()
-    ))
-}
-
-fn tc_cmd(args: &[&str]) -> Option<String> {
-    let out = Command::new("tc").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn delete_clsact(iface: &str) -> bool {
-    tc_cmd(&["qdisc", "del", "dev", iface, "clsact"]).is_some()
-}
-
-/// Remove tc filters of ours left by a killed run, and the clsact qdisc it
-/// created if nothing else uses it.
-fn remove_stale(iface: &str) -> Vec<String> {
-    let mut removed = Vec::new();
-    for (dir, label) in [
-        (TcAttachType::Ingress, "ingress"),
-        (TcAttachType::Egress, "egress"),
-    ] {
-        for prog in [names::TC_INGRESS, names::TC_EGRESS] {
-            if tc::qdisc_detach_program(iface, dir, prog).is_ok() {
-                removed.push(format!("tc filter {prog} on {iface} {label}"));
-            }
-        }
-    }
-    let marker = qdisc_marker(iface);
-    if marker.exists() {
-        let empty = |dir: &str| {
-            tc_cmd(&["filter", "show", "dev", iface, dir]).is_some_and(|o| o.trim().is_empty())
-        };
-        if empty("ingress") && empty("egress") && delete_clsact(iface) {
-            removed.push(format!("clsact qdisc on {iface}"));
-        }
-        let _ = fs::remove_file(marker);
-    }
-    removed
 }
 
 fn load_object() -> Result<Ebpf> {

@@ -8,6 +8,7 @@ pub mod layout;
 pub mod procnet;
 pub mod records;
 pub mod snapshots;
+mod stale;
 pub mod tracefs;
 pub mod verifier;
 
