@@ -1,5 +1,6 @@
-//! What leaves the agent: the schema's line types ([`line`], their wire
-//! shapes in [`fields`], their JSON Schema in [`schema`]), built from what
+//! What leaves the agent: the schema's line types ([`line`], the summary's
+//! reports in [`report`], their wire shapes in [`fields`], their JSON Schema
+//! in [`schema`]), built from what
 //! the pipeline knows ([`lines`], [`summary`]), their human rendering
 //! ([`pretty`]), the non-blocking writer ([`sink`]) and the `--write-pcap`
 //! evidence file ([`pcap`]).
@@ -9,6 +10,7 @@ pub mod line;
 pub mod lines;
 pub mod pcap;
 pub mod pretty;
+pub mod report;
 pub mod schema;
 pub mod sink;
 pub mod summary;
