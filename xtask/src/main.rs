@@ -150,65 +150,58 @@ fn require_root(what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Build the agent and return the path of its binary (from cargo's own report,
-/// not a guessed target/ path).
-fn build_agent() -> Result<PathBuf> {
-    eprintln!("xtask: building origin-tracer");
+/// Run a cargo build (`args`, JSON messages) and return the executable of
+/// the artifact `target` (from cargo's own report, not a guessed target/
+/// path).
+fn built_executable(what: &str, args: &[&str], target: &str) -> Result<PathBuf> {
+    eprintln!("xtask: building {what}");
     let out = cargo()
-        .args([
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!("building {what} failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == target)
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo did not report the {what} binary"))
+}
+
+/// Build the agent (release) and return its binary.
+fn build_agent() -> Result<PathBuf> {
+    built_executable(
+        "origin-tracer",
+        &[
             "build",
             "--release",
             "-p",
             "tracer-user",
             "--bin",
             "origin-tracer",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !out.status.success() {
-        bail!("building origin-tracer failed");
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if v["reason"] == "compiler-artifact" && v["target"]["name"] == "origin-tracer" {
-            if let Some(exe) = v["executable"].as_str() {
-                return Ok(PathBuf::from(exe));
-            }
-        }
-    }
-    bail!("cargo did not report the origin-tracer binary")
+        ],
+        "origin-tracer",
+    )
 }
 
-/// Build the privileged lab tests and return their binary (from cargo's
-/// report).
+/// Build the privileged lab tests and return their binary.
 fn build_lab_tests() -> Result<PathBuf> {
-    eprintln!("xtask: building the lab tests");
-    let out = cargo()
-        .args([
+    built_executable(
+        "the lab tests",
+        &[
             "test",
             "-p",
             "integration-tests",
             "--test",
             "lab",
             "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running cargo test --no-run")?;
-    if !out.status.success() {
-        bail!("building the lab tests failed");
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "lab")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not report the lab test binary")
+        ],
+        "lab",
+    )
 }
 
 fn test(no_root: bool, filter: &[String]) -> Result<()> {
