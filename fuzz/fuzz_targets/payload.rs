@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
         } else {
             *seq
         };
-        let _ = app.on_payload(ts, outbound, at, bytes, keep_path);
+        // The acknowledgement: what the other side sent so far (the start
+        // of the next turn's response, on the edge's side).
+        let ack = if outbound { seq_in } else { seq_out };
+        let seq = if outbound { &mut seq_out } else { &mut seq_in };
+        let _ = app.on_payload(ts, outbound, (at, ack), bytes, keep_path);
         *seq = at.wrapping_add(u32::try_from(bytes.len()).unwrap_or(0));
         let _ = (
             app.origin_blind(),

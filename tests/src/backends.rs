@@ -34,6 +34,12 @@ pub enum Behavior {
     Headers(usize),
     /// Like `Headers`, with a `Set-Cookie` of this value first.
     HeadersWithCookie(usize, String),
+    /// Answers this many requests on the connection with a kept-alive
+    /// `200 OK`, then does the inner behavior with the next one.
+    KeepAlive(u32, Box<Behavior>),
+    /// (Inside `KeepAlive` only.) Closes the idle connection after this
+    /// long, no request waiting: healthy.
+    IdleClose(Duration),
 }
 
 impl Behavior {
@@ -45,6 +51,11 @@ impl Behavior {
             Behavior::Slow(d) => ("slow", format!("{:.3}", d.as_secs_f64())),
             Behavior::Headers(n) => ("headers", n.to_string()),
             Behavior::HeadersWithCookie(n, cookie) => ("headers", format!("{n}:{cookie}")),
+            Behavior::IdleClose(d) => ("idle", format!("{:.3}", d.as_secs_f64())),
+            Behavior::KeepAlive(n, then) => {
+                let (mode, arg) = then.args();
+                ("keepalive", format!("{n}:{mode}:{arg}"))
+            }
         }
     }
 }
@@ -89,28 +100,42 @@ def serve(conn, peer):
             conn.settimeout(10)
             conn = ctx.wrap_socket(conn, server_side=True)
             log("handshake %s with %s port %d" % (conn.version(), peer[0], peer[1]))
+        m, a = mode, arg
+        if m == "keepalive":
+            n, _, rest = a.partition(":")
+            m, _, a = rest.partition(":")
+            for i in range(int(n)):
+                if not drain(conn):
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                log("answered request %d" % (i + 1))
+            if m == "idle":
+                time.sleep(float(a))
+                close(conn)
+                log("closed idle")
+                return
         data = drain(conn)
         log("read %d bytes from %s port %d" % (len(data), peer[0], peer[1]))
-        if mode == "close":
+        if m == "close":
             close(conn)
             log("closed")
-        elif mode == "reset":
+        elif m == "reset":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
             log("reset")
-        elif mode == "banner":
-            conn.sendall(arg.encode() + b"\r\n")
+        elif m == "banner":
+            conn.sendall(a.encode() + b"\r\n")
             time.sleep(0.2)
             close(conn)
             log("sent banner, closed")
-        elif mode == "slow":
-            time.sleep(float(arg))
+        elif m == "slow":
+            time.sleep(float(a))
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
             time.sleep(0.2)
             close(conn)
-            log("answered after %s s, closed" % arg)
-        elif mode == "headers":
-            size, _, cookie = arg.partition(":")
+            log("answered after %s s, closed" % a)
+        elif m == "headers":
+            size, _, cookie = a.partition(":")
             head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n"
             if cookie:
                 head += b"Set-Cookie: " + cookie.encode() + b"; HttpOnly\r\n"

@@ -353,6 +353,8 @@ pub struct EdgeCurl {
     pub connect_timeout: Duration,
     /// `-m`.
     pub max_time: Duration,
+    /// Requests sent, one after the other on one kept-alive connection.
+    pub requests: usize,
 }
 
 impl EdgeCurl {
@@ -366,6 +368,7 @@ impl EdgeCurl {
             args: Vec::new(),
             connect_timeout: Duration::from_secs(2),
             max_time: Duration::from_secs(4),
+            requests: 1,
         }
     }
 
@@ -404,6 +407,13 @@ impl EdgeCurl {
         self
     }
 
+    /// Sending `n` requests on one connection (curl keeps it alive).
+    #[must_use]
+    pub fn requests(mut self, n: usize) -> EdgeCurl {
+        self.requests = n;
+        self
+    }
+
     /// With `-m limit`.
     #[must_use]
     pub fn max_time(mut self, limit: Duration) -> EdgeCurl {
@@ -424,7 +434,9 @@ impl EdgeCurl {
             args.push(format!("{name}:{}:{origin_url}", self.port));
         }
         args.extend(self.args.iter().cloned());
-        args.push(format!("{}://{url_host}:{}/", self.scheme, self.port));
+        for i in 1..=self.requests.max(1) {
+            args.push(format!("{}://{url_host}:{}/{i}", self.scheme, self.port));
+        }
         lab.run_curl(
             lab.client_addr(self.family, Source::Edge),
             (self.connect_timeout, self.max_time),

@@ -23,6 +23,21 @@ pub fn summary(lines: &[Value]) -> &Value {
         .unwrap_or_else(|| panic!("no summary line in:\n{}", render(lines)))
 }
 
+/// Whether the run's kernel names its drops (`skb:kfree_skb` attached without
+/// `limits`: drop reasons, Linux 5.17): what makes a closed port `high`
+/// rather than `medium` (the packets alone).
+pub fn kernel_names_drops(lines: &[Value]) -> bool {
+    let start = lines
+        .iter()
+        .find(|l| l["type"] == "start")
+        .unwrap_or_else(|| panic!("no start line in:\n{}", render(lines)));
+    start["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["name"] == "skb:kfree_skb" && p["status"] == "attached" && p["limits"].is_null())
+}
+
 /// The event names of a finding's evidence, in order.
 pub fn evidence_events(finding: &Value) -> Vec<&str> {
     finding["evidence"]

@@ -92,7 +92,9 @@ pub mod addr_layout {
     /// The tracepoint is not used.
     pub const ABSENT: u32 = 0;
     /// Separate `family`, `sport`, `dport` (host order), `saddr[4]`,
-    /// `daddr[4]`, `saddr_v6[16]`, `daddr_v6[16]` fields.
+    /// `daddr[4]`, `saddr_v6[16]`, `daddr_v6[16]` fields. Before Linux 5.13
+    /// (5.10's tcp events) there is no `family`: `family` is `u32::MAX` and an
+    /// IPv4 socket shows as a v4-mapped (or unset) `daddr_v6`.
     pub const SPLIT: u32 = 1;
     /// `saddr[28]` / `daddr[28]` holding a `sockaddr_in` or `sockaddr_in6`.
     pub const SOCKADDR: u32 = 2;
@@ -148,13 +150,26 @@ pub struct DropLayout {
     pub tp_skbaddr: u32,
     /// Offset of `protocol` in the tracepoint record.
     pub tp_protocol: u32,
-    /// Offset of `reason` in the tracepoint record.
+    /// Offset of `reason` in the tracepoint record; `u32::MAX` before Linux
+    /// 5.17, where drops are recognised by their caller instead.
     pub tp_reason: u32,
     /// Offset of `head` in `struct sk_buff`.
     pub skb_head: u32,
     /// Offset of `network_header` (u16) in `struct sk_buff`.
     pub skb_network_header: u32,
+    /// Offset of `location` (the caller of kfree_skb) in the record.
+    pub tp_location: u32,
+    pub _pad: u32,
+    /// Without `reason`: `[nf_start, nf_end)` is the text of
+    /// `nf_hook_slow` (from /proc/kallsyms); a drop called from there is
+    /// reported as [`DROP_BY_NETFILTER`], every other one is not reported.
+    pub nf_start: u64,
+    pub nf_end: u64,
 }
+
+/// The reason reported for a netfilter drop on a kernel without drop
+/// reasons (outside the kernel's own `enum skb_drop_reason` values).
+pub const DROP_BY_NETFILTER: u32 = 0xffff_0001;
 
 impl DropLayout {
     pub const ABSENT: Self = Self {
@@ -164,6 +179,10 @@ impl DropLayout {
         tp_reason: 0,
         skb_head: 0,
         skb_network_header: 0,
+        tp_location: 0,
+        _pad: 0,
+        nf_start: 0,
+        nf_end: 0,
     };
 }
 
@@ -279,7 +298,11 @@ pub struct FlowValue {
     pub snap_in: u32,
     /// Snapshot bytes used, origin -> edge.
     pub snap_out: u32,
-    pub _pad: u32,
+    /// 1 once the origin sent payload after the edge's: the edge's next
+    /// payload starts a new request/response turn, and both snapshot
+    /// budgets start afresh (each request's head and its response's are
+    /// seen, not only the first ones of the connection).
+    pub answered: u32,
 }
 
 /// Indexes into the per-CPU `COUNTERS` array.

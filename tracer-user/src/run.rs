@@ -167,6 +167,7 @@ fn start_line(
         attached: poller.available(),
         reason: (!poller.available())
             .then(|| "/proc/net/netstat has no TcpExt ListenOverflows".into()),
+        limits: None,
         verified_insns: None,
     });
     lines::start(

@@ -9,6 +9,7 @@ mod detach;
 mod diagnosis;
 mod differential;
 mod differential_tls_http;
+mod keepalive;
 mod lab_itself;
 mod output;
 mod pipeline;

@@ -150,7 +150,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
             state: flow_state::SYN_SEEN,
             snap_in: 0,
             snap_out: 0,
-            _pad: 0,
+            answered: 0,
         };
         if FLOWS.insert(&key, &value, 0).is_err() {
             bump(tracer_ebpf::counter::FLOW_INSERT_ERRORS);
@@ -182,6 +182,19 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
         } else if !has_payload {
             // A data segment: only its bytes may matter.
             return None;
+        }
+        if has_payload {
+            // SAFETY: as above.
+            unsafe {
+                if !ingress {
+                    (*flow).answered = 1;
+                } else if (*flow).answered != 0 {
+                    // The edge's next request: a new turn, fresh budgets.
+                    (*flow).answered = 0;
+                    (*flow).snap_in = 0;
+                    (*flow).snap_out = 0;
+                }
+            }
         }
         Some(flow)
     };

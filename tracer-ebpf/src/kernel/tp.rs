@@ -4,7 +4,9 @@
 //! handed over by the agent in `TP_LAYOUTS` / `DROP_LAYOUT`.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
-use tracer_ebpf::{addr_layout, counter, kind, tp_index, RawEvent, FAMILY_V4, FAMILY_V6};
+use tracer_ebpf::{
+    addr_layout, counter, kind, tp_index, RawEvent, DROP_BY_NETFILTER, FAMILY_V4, FAMILY_V6,
+};
 
 use super::maps::{
     blank_event, bump, emit, is_edge, port_watched, DROP_LAYOUT, SETTINGS, TP_LAYOUTS,
@@ -86,7 +88,11 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
         if !port_watched(ev.origin_port) {
             return None;
         }
-        let family: u16 = field(ctx, layout.family)?;
+        let family: u16 = if layout.family == ABSENT {
+            inferred_family(ctx, layout.daddr_v6)?
+        } else {
+            field(ctx, layout.family)?
+        };
         ev.edge_port = field(ctx, layout.dport)?;
         if family == AF_INET {
             ev.family = FAMILY_V4;
@@ -151,6 +157,17 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     Some(())
 }
 
+/// The family of a split record without a `family` field: the kernel
+/// fills `daddr_v6` with the v4-mapped address for IPv4 sockets (or leaves
+/// it unset for IPv4 requests), with the socket's own address otherwise.
+#[inline(always)]
+fn inferred_family(ctx: &TracePointContext, daddr_v6: u32) -> Option<u16> {
+    let d: [u8; 16] = field(ctx, daddr_v6)?;
+    let mapped = d[..10].iter().all(|b| *b == 0)
+        && ((d[10] == 0xff && d[11] == 0xff) || d[10..].iter().all(|b| *b == 0));
+    Some(if mapped { AF_INET } else { AF_INET6 })
+}
+
 /// skb:kfree_skb: a TCP segment of a watched flow that the kernel dropped, in
 /// either direction, with the kernel's reason.
 #[inline(always)]
@@ -163,8 +180,18 @@ fn kfree_skb(ctx: &TracePointContext) -> Option<()> {
     if protocol != ETH_P_IP && protocol != ETH_P_IPV6 {
         return None;
     }
+    let reason: u32 = if layout.tp_reason == ABSENT {
+        // No reasons on this kernel: only a drop called from the netfilter
+        // hook is known for what it is; every other free stays unreported.
+        let location: u64 = field(ctx, layout.tp_location)?;
+        if location < layout.nf_start || location >= layout.nf_end {
+            return None;
+        }
+        DROP_BY_NETFILTER
+    } else {
+        field(ctx, layout.tp_reason)?
+    };
     let skb: u64 = field(ctx, layout.tp_skbaddr)?;
-    let reason: u32 = field(ctx, layout.tp_reason)?;
     let head: u64 = kread(skb + u64::from(layout.skb_head))?;
     let network: u16 = kread(skb + u64::from(layout.skb_network_header))?;
     if network == u16::MAX {

@@ -296,6 +296,11 @@ pub struct HttpFacts {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String", pattern(r"^[^?]*$"))]
     pub path: Option<String>,
+    /// Which request on its connection this is: 1 for the first, 5 for the
+    /// fifth on a kept-alive connection. Absent when no request was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32", range(min = 1))]
+    pub request_index: Option<u32>,
 }
 
 /// A failed edge connection and why.

@@ -3,7 +3,7 @@
 //! its handshake, after it) that turn that state into a verdict.
 
 use super::{
-    finding::{Cause, Confidence, Evidence, EvidenceKind},
+    finding::{Cause, Confidence, Evidence, EvidenceKind, PayloadEvent},
     payload::App,
     rules::{classify, classify_app, is_syn},
     Config, Timing,
@@ -70,6 +70,9 @@ pub(super) struct FlowState {
     pub(super) rst_in: bool,
     /// Latencies measured on this connection, counted once it is healthy.
     pub(super) latency: Latency,
+    /// Evidence items of the handshake: a later turn's evidence replaces
+    /// what came after them.
+    pub(super) handshake_evidence: usize,
 }
 
 /// One connection's latencies (µs), for [`Timing`].
@@ -272,14 +275,9 @@ pub(super) fn decide_after_handshake(
             detail,
         });
     }
-    // Closed, or answered, without a cause: nothing more to wait for.
-    if f.fin_out
-        || f.rst_out_late
-        || f.fin_in
-        || f.rst_in
-        || f.app.response_ok()
-        || f.app.tls_answered()
-    {
+    // Closed without a cause: nothing more to wait for. (An answered turn
+    // waits for the connection's next request.)
+    if f.fin_out || f.rst_out_late || f.fin_in || f.rst_in {
         f.phase = Phase::Healthy;
     }
     None
@@ -291,8 +289,36 @@ pub(super) fn after_handshake_noting_sni(
     e: &FlowEvent,
     cfg: &Config,
     snis: &mut Vec<(std::net::IpAddr, u16, String)>,
+    timing: &mut Timing,
 ) {
     let had = f.app.client_hello.is_some();
+    if let FlowEventKind::Payload { outbound, .. } = &e.kind {
+        if f.app.starts_turn(*outbound, e.seq) {
+            // The answered turn was healthy (an unhealthy one has a
+            // finding and is settled): count its latency, forget its
+            // evidence.
+            if let Some(us) = f.latency.request_to_first_byte.take() {
+                timing.request_to_first_byte.add(us);
+            }
+            if f.app.requests == 1 {
+                // A TLS handshake's evidence stays with the connection.
+                f.handshake_evidence = f
+                    .evidence
+                    .iter()
+                    .position(|ev| {
+                        matches!(
+                            ev.what,
+                            EvidenceKind::Payload {
+                                event: PayloadEvent::RequestIn,
+                                ..
+                            }
+                        )
+                    })
+                    .unwrap_or(f.evidence.len());
+            }
+            f.evidence.truncate(f.handshake_evidence);
+        }
+    }
     after_handshake(f, e, cfg);
     if !had {
         if let Some(sni) = f.app.client_hello.as_ref().and_then(|c| c.sni.clone()) {
@@ -307,13 +333,17 @@ pub(super) fn after_handshake_noting_sni(
 fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
     let decide_soon = Some(e.ts_ns + cfg.settle_ns);
     match &e.kind {
-        FlowEventKind::Payload { outbound, bytes } => {
+        FlowEventKind::Payload {
+            outbound,
+            ack,
+            bytes,
+        } => {
             let had_server_hello = f.app.server_hello.is_some();
             let had_response = f.app.first_out_ns.is_some();
             let had_request = f.app.request_ns.is_some();
             let facts = f
                 .app
-                .on_payload(e.ts_ns, *outbound, e.seq, bytes, cfg.keep_path);
+                .on_payload(e.ts_ns, *outbound, (e.seq, *ack), bytes, cfg.keep_path);
             let decisive = !facts.is_empty()
                 && (f.app.alerts.iter().any(|a| {
                     a.from_origin
@@ -342,8 +372,11 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
             }
             if decisive {
                 f.decide_at = decide_soon;
-            } else if f.app.response_ok() || f.app.tls_answered() || f.app.records.lost {
+            } else if f.app.records.lost {
                 f.phase = Phase::Healthy;
+            } else if f.app.response_ok() || f.app.tls_answered() {
+                // This turn worked; the connection may carry more.
+                f.app.rest();
             }
         }
         FlowEventKind::FinOut => {

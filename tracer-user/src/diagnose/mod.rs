@@ -105,6 +105,10 @@ pub struct Diagnoser {
     last_sweep_ns: u64,
 }
 
+/// How long a kept-alive connection may sit idle between requests and
+/// still be followed (Cloudflare keeps idle origin connections for up to
+/// 15 minutes).
+const KEEPALIVE_IDLE_NS: u64 = 900_000 * NS_PER_MS;
 /// How often the table is swept of flows whose linger time is over.
 const SWEEP_NS: u64 = 1_000 * NS_PER_MS;
 
@@ -251,12 +255,13 @@ impl Diagnoser {
             return;
         }
         if f.established() {
-            after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis);
+            after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats.timing);
             return;
         }
         during_handshake(f, e, &cfg);
         if f.established() {
             self.stats.healthy_handshakes += 1;
+            f.handshake_evidence = f.evidence.len();
             f.decide_at = None;
             if let Some(t) = f.synack_ns {
                 f.latency.syn_to_synack = Some(t.saturating_sub(f.first_ns) / 1_000);
@@ -264,7 +269,7 @@ impl Diagnoser {
             if !cfg.payload {
                 f.phase = Phase::Healthy;
             } else if is_payload {
-                after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis);
+                after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats.timing);
             }
         }
     }
@@ -378,6 +383,9 @@ impl Diagnoser {
         self.flows.retain(|_, f| {
             let keep = now_ns < f.last_ns + linger
                 || (f.phase == Phase::Handshake && now_ns < f.first_ns + timeout)
+                // A kept-alive connection between requests: its next one
+                // is diagnosed too (the table stays bounded by max_flows).
+                || (f.phase == Phase::Established && now_ns < f.last_ns + KEEPALIVE_IDLE_NS)
                 || f.response_due()
                     .is_some_and(|t| !f.settled() && now_ns < t + response_timeout);
             if !keep && f.established_unreported() {

@@ -1,6 +1,10 @@
 //! The application layer of one connection: the first payload bytes of each
-//! direction, reassembled in sequence order, and what the TLS and HTTP
-//! parsers read in them. Feeds the diagnoser's 520/524/525/526 rules.
+//! direction of each request/response turn, reassembled in sequence order,
+//! and what the TLS and HTTP parsers read in them. Feeds the diagnoser's
+//! 520/524/525/526 rules, for the Nth request on a kept-alive connection as
+//! for the first: a turn ends when the edge sends new bytes after the
+//! origin answered (the kernel and `analyze` restart their snapshot budgets
+//! there too).
 
 use super::finding::{EvidenceKind, HttpFacts, PayloadEvent, Side, TlsAlert, TlsFacts};
 use crate::proto::{
@@ -25,13 +29,22 @@ struct Stream {
     buf: Vec<u8>,
     /// A segment went missing: later bytes cannot be placed.
     gap: bool,
+    /// The turn is answered: positions are followed, bytes not kept.
+    resting: bool,
 }
 
 impl Stream {
     /// Append the part of a segment that continues the stream; true if any.
     fn add(&mut self, seq: u32, bytes: &[u8]) -> bool {
         let next = *self.next_seq.get_or_insert(seq);
-        if self.gap || bytes.is_empty() {
+        if self.resting && !self.gap && seq.wrapping_sub(next).cast_signed() <= 0 {
+            let end = seq.wrapping_add(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+            if end.wrapping_sub(next).cast_signed() > 0 {
+                self.next_seq = Some(end);
+            }
+            return false;
+        }
+        if self.gap || self.resting || bytes.is_empty() {
             return false;
         }
         // Offset of the segment relative to what we have (wrapping seq space).
@@ -50,6 +63,20 @@ impl Stream {
         self.buf.extend_from_slice(&new[..take]);
         self.next_seq = Some(next.wrapping_add(u32::try_from(new.len()).unwrap_or(u32::MAX)));
         take > 0
+    }
+
+    /// Not a retransmission of what the stream already has.
+    fn is_new(&self, seq: u32) -> bool {
+        self.next_seq
+            .is_none_or(|next| self.gap || seq.wrapping_sub(next).cast_signed() >= 0)
+    }
+
+    /// A new turn starts at `seq` (`None`: at the next segment seen).
+    fn restart(&mut self, seq: Option<u32>) {
+        *self = Self {
+            next_seq: seq,
+            ..Self::default()
+        };
     }
 }
 
@@ -90,6 +117,9 @@ pub struct App {
     out_delivered: usize,
     /// TLS: which encrypted records are the request and the response.
     pub records: Records,
+    /// Requests seen on the connection: the current turn's index once its
+    /// request came (1 for the first).
+    pub requests: u32,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -102,16 +132,56 @@ impl App {
         self.client_hello.is_some()
     }
 
-    /// A payload segment; returns the evidence it adds.
+    /// The current turn's request was answered (a first response byte; not
+    /// an interim `100 Continue`).
+    pub fn answered(&self) -> bool {
+        let interim = matches!(&self.response, Some(http::Response::Head(h)) if h.status < 200);
+        self.request_ns.is_some() && self.first_out_ns.is_some() && !interim
+    }
+
+    /// Whether an edge segment starts the next turn: new bytes after the
+    /// origin answered the current one.
+    pub fn starts_turn(&self, outbound: bool, seq: u32) -> bool {
+        !outbound && self.answered() && self.inb.is_new(seq)
+    }
+
+    /// Start the next turn at the edge's segment `seq`; `ack` (what that
+    /// segment acknowledges) is where the origin's next bytes begin.
+    fn next_turn(&mut self, seq: u32, ack: u32) {
+        self.inb.restart(Some(seq));
+        self.out.restart(Some(ack));
+        self.request = None;
+        self.request_ns = None;
+        self.first_out_ns = None;
+        self.response = None;
+        self.out_segments = 0;
+        self.out_delivered = 0;
+        self.records.next_turn();
+    }
+
+    /// The turn is answered and nothing in it can change the verdict: keep
+    /// positions, drop the bytes (a kept-alive connection waits cheaply).
+    pub fn rest(&mut self) {
+        for s in [&mut self.inb, &mut self.out] {
+            s.resting = true;
+            s.buf = Vec::new();
+        }
+    }
+
+    /// A payload segment (`ack`: what it acknowledges); returns the
+    /// evidence it adds.
     pub fn on_payload(
         &mut self,
         ts_ns: u64,
         outbound: bool,
-        seq: u32,
+        (seq, ack): (u32, u32),
         bytes: &[u8],
         keep_path: bool,
     ) -> Vec<EvidenceKind> {
         let mut out = Vec::new();
+        if self.starts_turn(outbound, seq) {
+            self.next_turn(seq, ack);
+        }
         if outbound {
             self.out_segments += 1;
             self.out_delivered += bytes.len();
@@ -185,18 +255,21 @@ impl App {
                 });
                 self.request = Some(req);
                 self.request_ns = Some(ts_ns);
+                self.requests += 1;
                 // Whatever the origin said before the request is not a response.
                 self.first_out_ns = None;
             }
         }
         if self.client_hello.is_some() {
-            if self.records.request.is_none() {
+            // Later turns hold only encrypted records: nothing to scan.
+            if self.records.request.is_none() && self.requests == 0 {
                 let scan = tls::scan(&self.inb.buf);
                 self.new_alerts(&scan, false, out);
             }
             if let Some(v) = self.record_version() {
                 if let Some(len) = self.records.edge_bytes(v, &self.inb.buf) {
                     self.request_ns = Some(ts_ns);
+                    self.requests += 1;
                     out.push(EvidenceKind::Payload {
                         event: PayloadEvent::RequestIn,
                         detail: format!("TLS application data, {len} bytes (encrypted)"),
@@ -213,6 +286,10 @@ impl App {
     }
 
     fn read_out(&mut self, ts_ns: u64, out: &mut Vec<EvidenceKind>) {
+        if self.client_hello.is_some() && self.records.later_turn {
+            self.read_out_records(ts_ns, out);
+            return;
+        }
         if self.client_hello.is_some() {
             let scan = tls::scan(&self.out.buf);
             if scan.not_tls && !self.not_tls {
@@ -407,7 +484,10 @@ impl App {
         let Some(req) = self.request.as_ref() else {
             // An encrypted request: what it asked and what came back is
             // unknown, but a 520/524 always has this object.
-            return (self.is_tls() && self.request_ns.is_some()).then(HttpFacts::default);
+            return (self.is_tls() && self.request_ns.is_some()).then(|| HttpFacts {
+                request_index: self.request_index(),
+                ..HttpFacts::default()
+            });
         };
         let (status, header_bytes) = match &self.response {
             Some(http::Response::Head(h)) => {
@@ -420,7 +500,14 @@ impl App {
             status,
             header_bytes,
             path: req.path.clone(),
+            request_index: self.request_index(),
         })
+    }
+
+    /// Which request on its connection the current turn carries (1 for the
+    /// first), once one was seen.
+    pub fn request_index(&self) -> Option<u32> {
+        (self.requests > 0).then_some(self.requests)
     }
 }
 
@@ -465,7 +552,7 @@ mod tests {
         let ev = a.on_payload(
             1,
             false,
-            1,
+            (1, 0),
             b"GET /x?secret=1 HTTP/1.1\r\nHost: h\r\n\r\n",
             true,
         );
@@ -474,7 +561,7 @@ mod tests {
         a.on_payload(
             2,
             true,
-            1,
+            (1, 0),
             b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
             false,
         );
@@ -487,7 +574,7 @@ mod tests {
     #[test]
     fn a_huge_header_block_is_measured() {
         let mut a = App::default();
-        a.on_payload(1, false, 1, b"GET / HTTP/1.1\r\n\r\n", false);
+        a.on_payload(1, false, (1, 0), b"GET / HTTP/1.1\r\n\r\n", false);
         let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
         while head.len() < 17_000 {
             head.extend_from_slice(
@@ -495,7 +582,8 @@ mod tests {
             );
         }
         for (i, chunk) in head.chunks(1448).enumerate() {
-            a.on_payload(2, true, 1 + u32::try_from(i * 1448).unwrap(), chunk, false);
+            let seq = 1 + u32::try_from(i * 1448).unwrap();
+            a.on_payload(2, true, (seq, 0), chunk, false);
         }
         let (n, complete) = a.oversized_headers().unwrap();
         assert!(n > HEADER_LIMIT && !complete);

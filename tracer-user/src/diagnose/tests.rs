@@ -416,11 +416,23 @@ fn a_reused_four_tuple_with_a_new_isn_is_a_new_connection() {
 // ---- after the handshake: TLS and HTTP, from payload bytes ----
 
 fn payload(t_ms: u64, port: u16, outbound: bool, seq: u32, bytes: &[u8]) -> Event {
+    payload_ack(t_ms, port, outbound, (seq, 0), bytes)
+}
+
+/// A payload segment with its acknowledgement number.
+fn payload_ack(
+    t_ms: u64,
+    port: u16,
+    outbound: bool,
+    (seq, ack): (u32, u32),
+    bytes: &[u8],
+) -> Event {
     Event::Flow(FlowEvent {
         ts_ns: 1_000 * MS + t_ms * MS,
         flow: flow(port),
         kind: K::Payload {
             outbound,
+            ack,
             bytes: bytes.to_vec(),
         },
         seq,
@@ -744,8 +756,18 @@ impl Wire {
         self.t_ms += 1;
         let seq = self.next_in;
         self.next_in += u32::try_from(bytes.len()).unwrap();
-        self.events
-            .push(payload(self.t_ms, self.port, false, seq, bytes));
+        self.events.push(payload_ack(
+            self.t_ms,
+            self.port,
+            false,
+            (seq, self.next_out),
+            bytes,
+        ));
+        self
+    }
+    /// Time passes.
+    fn wait(mut self, ms: u64) -> Wire {
+        self.t_ms += ms;
         self
     }
     fn origin(mut self, bytes: &[u8]) -> Wire {
@@ -949,3 +971,6 @@ fn tls_request_to_first_byte_skips_the_tickets() {
         3_000
     );
 }
+
+#[path = "turn_tests.rs"]
+mod turns;

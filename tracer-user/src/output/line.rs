@@ -139,6 +139,11 @@ pub struct ProbeLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub reason: Option<String>,
+    /// What an attached probe cannot see on this kernel, and which findings
+    /// are lowered for it (e.g. `skb:kfree_skb` before Linux 5.17).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", length(min = 1))]
+    pub limits: Option<String>,
     /// Instructions the kernel's verifier processed for its program (Linux
     /// 5.16 and later report it; the limit is 1,000,000).
     #[serde(skip_serializing_if = "Option::is_none")]

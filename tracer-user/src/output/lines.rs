@@ -82,6 +82,7 @@ pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
                         ProbeStatus::Attached
                     },
                     reason: p.reason.clone(),
+                    limits: p.limits.map(str::to_owned),
                     verified_insns: p.verified_insns,
                 })
                 .collect();

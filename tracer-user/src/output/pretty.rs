@@ -132,6 +132,11 @@ fn start(l: &Start) -> String {
     if !skipped.is_empty() {
         out.push_str(&format!("\n  skipped: {}", skipped.join("; ")));
     }
+    for p in &l.probes {
+        if let Some(limits) = &p.limits {
+            out.push_str(&format!("\n  limited: {} ({limits})", p.name));
+        }
+    }
     for stale in &l.stale_removed {
         out.push_str(&format!("\n  removed leftover of an earlier run: {stale}"));
     }

@@ -94,10 +94,12 @@ fn every_kind() -> Vec<EvidenceKind> {
         },
         FlowEventKind::Payload {
             outbound: false,
+            ack: 0,
             bytes: vec![1],
         },
         FlowEventKind::Payload {
             outbound: true,
+            ack: 0,
             bytes: vec![1],
         },
     ]
@@ -171,6 +173,7 @@ fn finding(cause: Cause, v6: bool) -> Finding {
             status: None,
             header_bytes: Some(20_000),
             path: Some("/a".into()),
+            request_index: Some(2),
         }),
     }
 }

@@ -97,6 +97,9 @@ pub struct Records {
     pub request: Option<usize>,
     /// A stream stopped looking like TLS records: nothing more is known.
     pub lost: bool,
+    /// A later request/response turn: no tickets, no handshake; each
+    /// stream restarts at its turn's first record.
+    pub later_turn: bool,
 }
 
 /// The origin's first response record as far as the records tell.
@@ -144,6 +147,16 @@ impl Records {
         None
     }
 
+    /// The next request/response turn: both streams restart (at a record
+    /// boundary: each side's earlier records were complete).
+    pub fn next_turn(&mut self) {
+        self.in_pos = 0;
+        self.out_pos = 0;
+        self.data.clear();
+        self.request = None;
+        self.later_turn = true;
+    }
+
     /// The origin's stream grew (at `ts_ns`).
     pub fn origin_bytes(&mut self, v: Version, stream: &[u8], ts_ns: u64) {
         while let Some((kind, len)) = self.next(stream, false) {
@@ -176,6 +189,9 @@ impl Records {
         else {
             return 0;
         };
+        if self.later_turn {
+            return 0;
+        }
         match self.data.as_slice() {
             [(a, _), (b, _), ..] if a == b && *a <= TICKET_MAX => 2,
             _ => 0,
@@ -190,7 +206,9 @@ impl Records {
             Version::Tls12 => true,
             // After tickets, or too long for one, or followed by a record
             // of another length: not a ticket.
-            Version::Tls13 { .. } => tickets > 0 || len > TICKET_MAX || self.data.len() > 1,
+            Version::Tls13 { .. } => {
+                self.later_turn || tickets > 0 || len > TICKET_MAX || self.data.len() > 1
+            }
         };
         Some(Response {
             len,

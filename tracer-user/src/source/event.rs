@@ -57,6 +57,9 @@ pub enum FlowEventKind {
     /// say becomes evidence, not the bytes themselves.
     Payload {
         outbound: bool,
+        /// The segment's acknowledgement number: where the other side's
+        /// next bytes begin (a new turn's response, on the edge's request).
+        ack: u32,
         bytes: Vec<u8>,
     },
 }

@@ -34,17 +34,42 @@ const SMOKE: [&str; 6] = [
     "tls_http::origin_resetting_after_request_is_reset_after_request",
 ];
 
-/// Probes a kernel may lack (by kernel label), with what it lacks.
-fn may_skip(label: &str, probe: &str) -> bool {
-    // 5.10: no drop reasons in skb:kfree_skb (5.17), no TCX (6.6).
-    label == "5.10" && probe == "skb:kfree_skb"
+/// What each kernel of the matrix has and lacks, as its start line must
+/// say it: one table, checked against every guest's start line.
+struct Expect {
+    label: &'static str,
+    /// TCX links (6.6), else netlink tc filters.
+    tcx: bool,
+    /// The kernel reports verified instruction counts (5.16).
+    verified_insns: bool,
+    /// Probes attached with a `limits` note.
+    limited: &'static [&'static str],
 }
 
-/// The kernels run without `--kernel`: those the agent is verified on. 5.10
-/// loads and attaches, but its `tcp:` tracepoints have a format the agent
-/// does not read yet, so two smoke verdicts are wrong there (`--kernel 5.10`
-/// shows them).
-const DEFAULT: [&str; 2] = ["6.1", "6.12"];
+const EXPECT: [Expect; 3] = [
+    Expect {
+        label: "6.1",
+        tcx: false,
+        verified_insns: true,
+        limited: &[],
+    },
+    Expect {
+        label: "6.12",
+        tcx: true,
+        verified_insns: true,
+        limited: &[],
+    },
+    // No drop reasons in skb:kfree_skb (5.17): netfilter drops by caller.
+    Expect {
+        label: "5.10",
+        tcx: false,
+        verified_insns: false,
+        limited: &["skb:kfree_skb"],
+    },
+];
+
+/// The kernels run without `--kernel`: the whole matrix.
+const DEFAULT: [&str; 3] = ["6.1", "6.12", "5.10"];
 
 /// How long one guest may take, boot to power-off.
 const GUEST_LIMIT: Duration = Duration::from_mins(8);
@@ -67,6 +92,9 @@ for ns in vmedge vmorigin; do ip -n $ns link set lo up; done
 ip -n vmedge link set e0 up; ip -n vmorigin link set o0 up
 timeout 150 nsenter --net=/run/netns/vmorigin {agent} --all-sources --duration 3s --format json > $O/start.json 2> $O/start.err
 echo $? > $O/start.rc
+for e in skb/kfree_skb tcp/tcp_send_reset tcp/tcp_receive_reset tcp/tcp_retransmit_synack sock/inet_sock_set_state; do
+  cat /sys/kernel/tracing/events/$e/format > $O/${{e#*/}}.format 2>/dev/null
+done
 ip netns del vmedge; ip netns del vmorigin
 ORIGIN_TRACER_BIN={agent} timeout 240 {lab} --ignored --test-threads=1 --exact {tests} > $O/smoke.log 2>&1
 echo $? > $O/smoke.rc
@@ -103,20 +131,48 @@ fn judge_start(r: &mut Report, out: &Path) {
         ));
         return;
     };
-    r.lines.push(format!("attach mode {}", line["attach_mode"]));
+    let Some(want) = EXPECT.iter().find(|e| e.label == r.label) else {
+        r.failures
+            .push(format!("no expectations for Linux {}", r.label));
+        return;
+    };
+    let mode = line["attach_mode"].as_str().unwrap_or("?");
+    r.lines.push(format!("attach mode {mode}"));
+    if mode != if want.tcx { "tcx" } else { "netlink" } {
+        r.failures
+            .push(format!("attach mode {mode}, want tcx: {}", want.tcx));
+    }
     for p in line["probes"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or("?");
         let insns = p["verified_insns"].as_u64();
         let status = p["status"].as_str().unwrap_or("?");
+        let note = p["reason"].as_str().or(p["limits"].as_str());
         r.lines.push(format!(
             "  {name:<28} {status:<8} {}{}",
             insns.map_or(String::new(), |n| format!("{n} verified insns")),
-            p["reason"]
-                .as_str()
-                .map_or(String::new(), |w| format!(" ({w})"))
+            note.map_or(String::new(), |w| format!(" ({w})"))
         ));
-        if status != "attached" && !name.starts_with("proc:") && !may_skip(r.label, name) {
+        if name.starts_with("proc:") {
+            continue;
+        }
+        if status != "attached" {
             r.failures.push(format!("{name} skipped: {}", p["reason"]));
+        }
+        if p["limits"].is_string() != want.limited.contains(&name) {
+            r.failures.push(format!(
+                "{name}: limits {}, want {:?}",
+                p["limits"], want.limited
+            ));
+        }
+        if status == "attached" && insns.is_some() != want.verified_insns {
+            r.failures.push(format!(
+                "{name}: verified_insns {insns:?}, want {}",
+                if want.verified_insns {
+                    "a count"
+                } else {
+                    "none (before 5.16)"
+                }
+            ));
         }
         if insns.is_some_and(|n| n > MAX_VERIFIED) {
             r.failures.push(format!(

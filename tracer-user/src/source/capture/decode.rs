@@ -24,6 +24,7 @@ pub enum Transport<'a> {
         dport: u16,
         flags: u8,
         seq: u32,
+        ack: u32,
         payload: &'a [u8],
     },
     /// ICMP(v6) destination unreachable about a TCP segment.
@@ -165,6 +166,7 @@ pub fn decode(link: DataLink, data: &[u8]) -> Result<Option<Decoded<'_>>, Skip> 
                 dport: t.destination_port(),
                 flags,
                 seq: t.sequence_number(),
+                ack: t.acknowledgment_number(),
                 payload: t.payload(),
             }
         }

@@ -29,9 +29,12 @@ struct State {
     /// Payload bytes handed on, per direction (the kernel's snapshot budget).
     used_in: u32,
     used_out: u32,
+    /// The last payload went to the edge: the edge's next payload starts a
+    /// new request/response turn, whose budgets start afresh.
+    answered: bool,
 }
 
-/// The kernel's snapshot budgets per flow (tracer-user/src/source/kernel/attach.rs).
+/// The kernel's snapshot budgets per turn (tracer-user/src/source/kernel/attach.rs).
 const BUDGET_IN: u32 = 8 * 1024;
 const BUDGET_OUT: u32 = 20 * 1024;
 
@@ -69,6 +72,7 @@ impl Packetizer {
             phase: Phase::SynSeen,
             used_in: 0,
             used_out: 0,
+            answered: false,
         };
         if self.flows.insert(flow, fresh).is_none() {
             self.order.push_back(flow);
@@ -95,6 +99,7 @@ impl Packetizer {
                 dport,
                 flags,
                 seq,
+                ack,
                 payload,
             } => {
                 let inbound = self.watched[usize::from(dport)] && self.is_edge(p.src);
@@ -131,6 +136,7 @@ impl Packetizer {
                             flow,
                             kind: FlowEventKind::Payload {
                                 outbound: !inbound,
+                                ack,
                                 bytes,
                             },
                             seq,
@@ -172,6 +178,10 @@ impl Packetizer {
     /// The part of a payload the flow's budget still allows.
     fn take_payload(&mut self, flow: Flow, inbound: bool, payload: &[u8]) -> Option<Vec<u8>> {
         let state = self.flows.get_mut(&flow)?;
+        if inbound && std::mem::replace(&mut state.answered, false) {
+            (state.used_in, state.used_out) = (0, 0);
+        }
+        state.answered |= !inbound;
         let (used, budget) = if inbound {
             (&mut state.used_in, BUDGET_IN)
         } else {

@@ -12,6 +12,7 @@ fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Decoded<'stat
             dport,
             flags,
             seq: 1,
+            ack: 0,
             payload: &[],
         },
     }

@@ -18,7 +18,8 @@ use tracer_ebpf::{counter, names, DropLayout, TpLayout};
 
 use super::{
     btf::Btf,
-    layout::{self, SOCK_PROBES},
+    kallsyms,
+    layout::{self, DropHook, SOCK_PROBES},
     stale::{delete_clsact, qdisc_marker, remove_stale},
     tracefs, verifier,
 };
@@ -48,6 +49,8 @@ pub struct Probe {
     pub name: String,
     pub attached: bool,
     pub reason: Option<String>,
+    /// What an attached hook cannot say on this kernel.
+    pub limits: Option<&'static str>,
     /// Instructions the verifier processed for its program (5.16+).
     pub verified_insns: Option<u32>,
 }
@@ -260,7 +263,7 @@ fn attach_all(
     ebpf: &mut Ebpf,
     s: &Settings,
     ifaces: &[Iface],
-    drop_layout: Result<DropLayout, String>,
+    drop_layout: Result<DropHook, String>,
     sock_layouts: Vec<Result<TpLayout, String>>,
 ) -> Result<(bool, Vec<String>, Vec<Probe>)> {
     let mut our_qdiscs = Vec::new();
@@ -289,6 +292,7 @@ fn attach_all(
         name: (*n).into(),
         attached: true,
         reason: None,
+        limits: None,
         verified_insns: verifier::instructions(ebpf, program),
     })
     .collect();
@@ -296,14 +300,17 @@ fn attach_all(
         name: "tc_snapshot".into(),
         attached: snapshot.is_ok(),
         reason: snapshot.err(),
+        limits: None,
         verified_insns: verifier::instructions(ebpf, names::TC_SNAPSHOT),
     });
 
-    let kfree_result =
-        drop_layout.and_then(|_| attach_tracepoint(ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb"));
+    let kfree_result = drop_layout.and_then(|d| {
+        attach_tracepoint(ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb").map(|()| d.limits)
+    });
     probes.push(Probe {
         name: "skb:kfree_skb".into(),
         attached: kfree_result.is_ok(),
+        limits: kfree_result.as_ref().ok().copied().flatten(),
         reason: kfree_result.err(),
         verified_insns: verifier::instructions(ebpf, names::TP_KFREE_SKB),
     });
@@ -314,6 +321,7 @@ fn attach_all(
             name: format!("{}:{}", probe.category, probe.name),
             attached: result.is_ok(),
             reason: result.err(),
+            limits: None,
             verified_insns: verifier::instructions(ebpf, probe.program),
         });
     }
@@ -348,7 +356,7 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
     // Layouts first: a probe is only attached with its layout in place.
     let drop_layout = match &kfree {
         None => Err("this kernel has no skb:kfree_skb tracepoint".to_owned()),
-        Some(f) => layout::drop_layout(f, btf),
+        Some(f) => layout::drop_layout(f, btf, || kallsyms::running("nf_hook_slow")),
     };
     let sock_layouts: Vec<Result<TpLayout, String>> = SOCK_PROBES
         .iter()
@@ -373,7 +381,7 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         s,
         ifaces,
         &names_,
-        drop_layout.as_ref().ok().copied(),
+        drop_layout.as_ref().ok().map(|d| d.layout),
         &tp,
     )?;
 

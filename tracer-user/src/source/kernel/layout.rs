@@ -64,8 +64,10 @@ fn offset_if(format: &Format, name: &str, size: u32, array: Option<u32>) -> Opti
 /// Field offsets of a socket tracepoint, or why it cannot be used.
 pub fn sock_layout(format: &Format, probe: &SockProbe) -> Result<TpLayout, String> {
     let mut l = TpLayout::ABSENT;
+    // `family` is optional: 5.10's tcp events lack it (the program then
+    // tells the families apart by the v4-mapped `daddr_v6`).
+    let family = offset_if(format, "family", 2, None).unwrap_or(u32::MAX);
     let split = (
-        offset_if(format, "family", 2, None),
         offset_if(format, "sport", 2, None),
         offset_if(format, "dport", 2, None),
         offset_if(format, "saddr", 4, Some(4)),
@@ -73,9 +75,7 @@ pub fn sock_layout(format: &Format, probe: &SockProbe) -> Result<TpLayout, Strin
         offset_if(format, "saddr_v6", 16, Some(16)),
         offset_if(format, "daddr_v6", 16, Some(16)),
     );
-    if let (Some(family), Some(sport), Some(dport), Some(saddr), Some(daddr), Some(s6), Some(d6)) =
-        split
-    {
+    if let (Some(sport), Some(dport), Some(saddr), Some(daddr), Some(s6), Some(d6)) = split {
         l.addr_layout = addr_layout::SPLIT;
         (
             l.family, l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6,
@@ -107,15 +107,43 @@ pub fn sock_layout(format: &Format, probe: &SockProbe) -> Result<TpLayout, Strin
     Ok(l)
 }
 
-/// Offsets for the `kfree_skb` program, or why it cannot run.
-pub fn drop_layout(format: &Format, btf: &Btf) -> Result<DropLayout, String> {
+/// What the `kfree_skb` program can say on this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropHook {
+    pub layout: DropLayout,
+    /// `Some` when the kernel has no drop reasons and only netfilter drops
+    /// are recognised (by their caller): what the start line says.
+    pub limits: Option<&'static str>,
+}
+
+/// The start line's word for a kernel without drop reasons.
+pub const NO_DROP_REASONS: &str = "no drop reasons before Linux 5.17: netfilter drops are named \
+     by their caller (nf_hook_slow), closed ports from the packets alone (medium confidence), \
+     other kernel drops are not seen";
+
+/// Offsets for the `kfree_skb` program, or why it cannot run. `nf_hook_slow`
+/// is where the running kernel's netfilter hook code lies, needed only
+/// without drop reasons.
+pub fn drop_layout(
+    format: &Format,
+    btf: &Btf,
+    nf_hook_slow: impl FnOnce() -> Result<(u64, u64), String>,
+) -> Result<DropHook, String> {
     let need = |name: &str, size: u32| {
         offset_if(format, name, size, None)
             .ok_or_else(|| format!("skb:kfree_skb has no {size}-byte field {name} on this kernel"))
     };
     let tp_skbaddr = need("skbaddr", 8)?;
     let tp_protocol = need("protocol", 2)?;
-    let tp_reason = need("reason", 4)?;
+    let (tp_reason, tp_location, (nf_start, nf_end), limits) =
+        if let Some(reason) = offset_if(format, "reason", 4, None) {
+            (reason, 0, (0, 0), None)
+        } else {
+            let location = need("location", 8).map_err(|e| format!("{e} (nor reason)"))?;
+            let range = nf_hook_slow()
+                .map_err(|e| format!("skb:kfree_skb has no drop reasons on this kernel and {e}"))?;
+            (u32::MAX, location, range, Some(NO_DROP_REASONS))
+        };
     let member = |m: &str, size: u32| -> Result<u32, String> {
         let off = btf
             .member_offset("sk_buff", m)
@@ -128,13 +156,20 @@ pub fn drop_layout(format: &Format, btf: &Btf) -> Result<DropLayout, String> {
         }
         Ok(off)
     };
-    Ok(DropLayout {
-        enabled: 1,
-        tp_skbaddr,
-        tp_protocol,
-        tp_reason,
-        skb_head: member("head", 8)?,
-        skb_network_header: member("network_header", 2)?,
+    Ok(DropHook {
+        layout: DropLayout {
+            enabled: 1,
+            tp_skbaddr,
+            tp_protocol,
+            tp_reason,
+            skb_head: member("head", 8)?,
+            skb_network_header: member("network_header", 2)?,
+            tp_location,
+            _pad: 0,
+            nf_start,
+            nf_end,
+        },
+        limits,
     })
 }
 
@@ -169,8 +204,11 @@ pub fn kernel_names(
     set_state: Option<&Format>,
     btf: &Btf,
 ) -> KernelNames {
-    let drop_reasons = from_symbols(kfree_skb, "reason")
+    let mut drop_reasons = from_symbols(kfree_skb, "reason")
         .unwrap_or_else(|| from_btf_enum(btf, "skb_drop_reason", "SKB_DROP_REASON_"));
+    // What the program reports for a drop called from nf_hook_slow when the
+    // kernel has no reasons: the kernel's own name for it since 5.17.
+    drop_reasons.insert(tracer_ebpf::DROP_BY_NETFILTER, "NETFILTER_DROP".to_owned());
     let reset_reasons = from_symbols(send_reset, "reason")
         .unwrap_or_else(|| from_btf_enum(btf, "sk_rst_reason", "SK_RST_REASON_"));
     let tcp_states = from_symbols(set_state, "newstate").unwrap_or_else(|| {
@@ -268,6 +306,46 @@ mod tests {
     }
 
     #[test]
+    fn the_5_10_formats_without_family_or_drop_reasons() {
+        // Debian 11's kernel: split fields without `family`, and kfree_skb
+        // with only the caller's address.
+        let parse = |text| Format::parse(text).unwrap();
+        let reset = parse(include_str!("testdata/5.10/tcp_send_reset.format"));
+        let l = sock_layout(&reset, &SOCK_PROBES[0]).unwrap();
+        assert_eq!(l.addr_layout, addr_layout::SPLIT);
+        assert_eq!(l.family, u32::MAX, "the program infers it");
+        assert_eq!((l.sport, l.dport, l.saddr, l.daddr), (28, 30, 32, 36));
+        assert_eq!((l.saddr_v6, l.daddr_v6, l.extra1), (40, 56, 24));
+        let synack = parse(include_str!("testdata/5.10/tcp_retransmit_synack.format"));
+        assert!(sock_layout(&synack, &SOCK_PROBES[2]).is_ok());
+        let Ok(btf) = Btf::from_sys_fs() else {
+            eprintln!("SKIPPED: no /sys/kernel/btf/vmlinux on this machine");
+            return;
+        };
+        let kfree = parse(include_str!("testdata/5.10/kfree_skb.format"));
+        let hook = drop_layout(&kfree, &btf, || Ok((0x1000, 0x1100))).unwrap();
+        assert_eq!(hook.limits, Some(NO_DROP_REASONS));
+        let d = hook.layout;
+        assert_eq!((d.tp_reason, d.tp_location), (u32::MAX, 16));
+        assert_eq!((d.nf_start, d.nf_end), (0x1000, 0x1100));
+        let err = drop_layout(
+            &kfree,
+            &btf,
+            || Err("/proc/kallsyms hides addresses".into()),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("no drop reasons") && err.contains("kallsyms"),
+            "{err}"
+        );
+        let names = kernel_names(Some(&kfree), Some(&reset), None, &btf);
+        assert_eq!(
+            names.drop_reasons[&tracer_ebpf::DROP_BY_NETFILTER],
+            "NETFILTER_DROP"
+        );
+    }
+
+    #[test]
     fn a_format_without_addresses_is_refused_with_a_reason() {
         let kfree = format("kfree_skb");
         let err = sock_layout(&kfree, &SOCK_PROBES[1]).unwrap_err();
@@ -308,7 +386,9 @@ mod tests {
                 .map(String::as_str),
             Some("TCP_SYN_RECV")
         );
-        let layout = drop_layout(&kfree, &btf).unwrap();
+        let hook = drop_layout(&kfree, &btf, || unreachable!("reasons need no kallsyms")).unwrap();
+        assert_eq!(hook.limits, None);
+        let layout = hook.layout;
         assert_eq!(
             (layout.tp_skbaddr, layout.tp_protocol, layout.tp_reason),
             (8, 32, 36)

@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod btf;
+mod kallsyms;
 pub mod layout;
 pub mod procnet;
 pub mod records;
