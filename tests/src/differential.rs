@@ -26,7 +26,7 @@ use crate::agent::{render, Agent};
 use crate::capture::{analyze, Tap, Tcpdump};
 use crate::lab::{Curl, Lab, Source};
 use crate::verdict::{
-    assert_one_finding_per_flow, assert_schema, evidence_events, findings, flow_is, summary,
+    assert_one_finding_per_request, assert_schema, evidence_events, findings, flow_is, summary,
 };
 
 /// How long the agent may take to attach.
@@ -62,8 +62,11 @@ pub const PACKET_EVENTS: [&str; 16] = [
 
 /// SCHEMA.md's table "What a capture can and cannot tell": live cause
 /// (`firewall_reject` told apart by how it rejected) -> cause from a capture.
-const COUNTERPARTS: [(&str, &str); 8] = [
+const COUNTERPARTS: [(&str, &str); 9] = [
     ("no_listener", "no_listener"),
+    // The capture shows the edge resending its request, not the kernel's
+    // drop of it (so offline is medium where live may be high).
+    ("request_unacked", "request_unacked"),
     // A firewall's RST looks like the stack's.
     ("firewall_reject by RST", "no_listener"),
     ("firewall_reject by ICMP", "firewall_reject"),
@@ -76,7 +79,7 @@ const COUNTERPARTS: [(&str, &str); 8] = [
 
 /// Causes after the handshake: read from the payload bytes of both
 /// directions, live and offline alike, so offline must say the same.
-pub const PAYLOAD_CAUSES: [&str; 10] = [
+pub const PAYLOAD_CAUSES: [&str; 12] = [
     "tls_alert_from_origin",
     "tls_closed_during_handshake",
     "not_tls",
@@ -87,6 +90,8 @@ pub const PAYLOAD_CAUSES: [&str; 10] = [
     "headers_too_large",
     "malformed_response",
     "response_timeout",
+    "keepalive_race",
+    "origin_error_status",
 ];
 
 /// The offline cause a live finding must become.
@@ -283,7 +288,8 @@ impl Drop for Runs {
 }
 
 /// (src, sport, dst, dport) of a line's flow.
-type FlowKey = (String, u64, String, u64);
+/// A finding's connection and request (`http.request_index`, 0 if none).
+type FlowKey = (String, u64, String, u64, u64);
 
 fn flow_key(line: &Value) -> FlowKey {
     let f = &line["flow"];
@@ -292,6 +298,7 @@ fn flow_key(line: &Value) -> FlowKey {
         f["sport"].as_u64().unwrap_or(0),
         f["dst"].as_str().unwrap_or("?").to_owned(),
         f["dport"].as_u64().unwrap_or(0),
+        line["http"]["request_index"].as_u64().unwrap_or(0),
     )
 }
 
@@ -354,8 +361,8 @@ impl Runs {
     fn compare(&self) {
         assert_schema(&self.live);
         assert_schema(&self.offline);
-        assert_one_finding_per_flow(&self.live);
-        assert_one_finding_per_flow(&self.offline);
+        assert_one_finding_per_request(&self.live);
+        assert_one_finding_per_request(&self.offline);
         let context = || self.context();
         for f in findings(&self.live) {
             assert_eq!(f["source"], "kernel", "live finding: {f}\n{}", context());

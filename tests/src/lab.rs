@@ -69,6 +69,9 @@ pub enum Firewall {
     IptablesDrop,
     /// `iptables`/`ip6tables ... -j REJECT --reject-with tcp-reset`.
     IptablesRejectReset,
+    /// nft `tcp dport P tcp flags & psh == psh drop`: the handshake passes,
+    /// the edge's data (its request) is dropped.
+    NftDropData,
 }
 
 /// One lab; everything is removed on drop.
@@ -250,6 +253,7 @@ impl Lab {
             Firewall::NftDrop => "drop",
             Firewall::NftRejectReset => "reject with tcp reset",
             Firewall::NftRejectIcmp => "reject with icmpx type port-unreachable",
+            Firewall::NftDropData => "tcp flags & psh == psh drop",
             Firewall::IptablesDrop | Firewall::IptablesRejectReset => {
                 let port = port.to_string();
                 let mut args = vec!["-A", "INPUT", "-p", "tcp", "--dport", &port, "-j"];

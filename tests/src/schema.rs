@@ -88,13 +88,17 @@ pub fn causes() -> Vec<&'static str> {
     enum_values(&published()["$defs"]["Cause"])
 }
 
-/// The class the schema ties a cause to.
+/// The class the schema ties a cause to; for a cause whose class is the
+/// origin's own status (any 5xx but Cloudflare's), an example: `502`.
 pub fn class_of(cause: &str) -> Option<&'static str> {
-    published()["$defs"]["FindingLine"]["oneOf"]
+    let rule = published()["$defs"]["FindingLine"]["oneOf"]
         .as_array()?
         .iter()
-        .find(|rule| enum_values(&rule["properties"]["cause"]).contains(&cause))
-        .and_then(|rule| rule["properties"]["class"]["const"].as_str())
+        .find(|rule| enum_values(&rule["properties"]["cause"]).contains(&cause))?;
+    let class = &rule["properties"]["class"];
+    class["const"]
+        .as_str()
+        .or_else(|| class["not"].is_object().then_some("502"))
 }
 
 /// Checks one line; returns what is wrong (empty when valid).
@@ -223,7 +227,9 @@ fn check_summary_against(
     }
     let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
     for l in lines.iter().filter(|l| l["type"] == "finding") {
-        *seen.entry(l["cause"].as_str().unwrap_or("?")).or_default() += 1;
+        // A line with a `count` stands for that many (the origin's 5xx).
+        *seen.entry(l["cause"].as_str().unwrap_or("?")).or_default() +=
+            l["count"].as_u64().unwrap_or(1);
     }
     for cause in causes() {
         let counted = summary["findings"][cause].as_u64().unwrap_or(0);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::agent::Agent;
 use crate::lab::{CurlResult, Lab};
-use crate::verdict::{assert_one_finding_per_flow, assert_schema, findings, is_finding_for};
+use crate::verdict::{assert_one_finding_per_request, assert_schema, findings, is_finding_for};
 
 /// How long the agent may take to attach and write its start line.
 pub const START_WAIT: Duration = Duration::from_secs(20);
@@ -29,7 +29,7 @@ pub fn finish(mut agent: Agent) -> Vec<Value> {
     sleep(Duration::from_millis(500));
     let lines = agent.stop(libc::SIGINT);
     assert_schema(&lines);
-    assert_one_finding_per_flow(&lines);
+    assert_one_finding_per_request(&lines);
     lines
 }
 

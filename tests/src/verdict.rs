@@ -83,21 +83,22 @@ pub fn assert_schema(lines: &[Value]) {
     );
 }
 
-/// Panics unless every flow (src, sport, dst, dport) has at most one finding.
-pub fn assert_one_finding_per_flow(lines: &[Value]) {
+/// Panics unless every request of every flow (src, sport, dst, dport,
+/// `http.request_index`) has at most one finding.
+pub fn assert_one_finding_per_request(lines: &[Value]) {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for f in findings(lines) {
         let fl = &f["flow"];
         let key = format!(
-            "{}:{} -> {}:{}",
-            fl["src"], fl["sport"], fl["dst"], fl["dport"]
+            "{}:{} -> {}:{} request {}",
+            fl["src"], fl["sport"], fl["dst"], fl["dport"], f["http"]["request_index"]
         );
         *seen.entry(key).or_default() += 1;
     }
     let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         dup.is_empty(),
-        "more than one finding for a connection: {dup:?}\n---- run ----\n{}",
+        "more than one finding for a request: {dup:?}\n---- run ----\n{}",
         render(lines)
     );
 }

@@ -99,6 +99,10 @@ pub struct Args {
     /// How long a request may wait for the first response byte (Cloudflare: 100 s).
     #[arg(global = true, long, value_name = "DUR", value_parser = parse_duration, default_value = "100s")]
     pub response_timeout: Duration,
+    /// How long the edge's request may go unacknowledged after the handshake
+    /// (Cloudflare's second 522 timer: 90 s).
+    #[arg(global = true, long, value_name = "DUR", value_parser = parse_duration, default_value = "90s")]
+    pub ack_timeout: Duration,
     /// Include the request's URL path (never its query string) in findings.
     #[arg(global = true, long)]
     pub show_path: bool,
@@ -186,6 +190,7 @@ pub struct Settings {
     pub write_pcap_raw: bool,
     pub write_pcap_max_mib: u64,
     pub response_timeout: Duration,
+    pub ack_timeout: Duration,
     pub show_path: bool,
     pub no_payload: bool,
     pub check_certs: bool,
@@ -285,6 +290,7 @@ impl Args {
             write_pcap_raw: self.write_pcap_raw,
             write_pcap_max_mib: self.write_pcap_max_mib,
             response_timeout: self.response_timeout,
+            ack_timeout: self.ack_timeout,
             show_path: self.show_path,
             no_payload: self.no_payload,
             check_certs: self.check_certs,

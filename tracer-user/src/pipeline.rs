@@ -33,6 +33,7 @@ pub fn diag_config(s: &Settings, payload: bool) -> diagnose::Config {
         settle_ns: duration_ns(s.settle),
         max_flows: s.max_flows,
         response_timeout_ns: duration_ns(s.response_timeout),
+        ack_timeout_ns: duration_ns(s.ack_timeout),
         payload,
         keep_path: s.show_path,
         ..diagnose::Config::default()
@@ -186,6 +187,7 @@ impl Pipeline {
     /// connections still waiting (oldest first). Open healthy connections
     /// count in the latency percentiles from here on.
     pub fn settle(&mut self, now: u64) -> Vec<Pending> {
+        self.diag.end();
         self.decide(now);
         let pending = self.diag.pending_flows();
         self.diag.count_open_healthy();

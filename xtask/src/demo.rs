@@ -148,9 +148,10 @@ fn demo(bin: &Path) -> Result<()> {
     );
     let nginx = Nginx::start(&lab, &[80], None);
     println!("  nginx listens on port 80; nothing listens on 81");
-    println!("  after the handshake (ports 8443-8447): a TLS 1.3-only nginx, plain HTTP where TLS is expected,");
+    println!("  after the handshake (ports 8443-8448): a TLS 1.3-only nginx, plain HTTP where TLS is expected,");
     println!("  nginx sending a 20 KiB response header, an application that closes after reading the request,");
-    println!("  and one that resets after reading an HTTPS request (TLS 1.3: request and response encrypted)");
+    println!("  one that resets after reading an HTTPS request (TLS 1.3: request and response encrypted),");
+    println!("  and one that answers two requests on a kept-alive connection and resets the third");
     let ranges = lab.edge_ranges();
     let args = [
         "--format",
@@ -158,7 +159,7 @@ fn demo(bin: &Path) -> Result<()> {
         "--edge-ranges",
         &ranges,
         "--ports",
-        "80,81,8080,8443,8444,8445,8446,8447",
+        "80,81,8080,8443,8444,8445,8446,8447,8448",
         "--syn-timeout",
         "3s",
     ];
@@ -267,6 +268,7 @@ fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
     ];
     let _nginx = start_nginx(lab, &[8443, 8444, 8445], &servers);
     let _app = Backend::start(lab, 8446, Behavior::Close);
+    let _kept_alive = Backend::start(lab, 8448, Behavior::KeepAlive(2, Box::new(Behavior::Reset)));
     let tls = BackendTls {
         leaf: leaf.clone(),
         version: "1.3",
@@ -302,6 +304,12 @@ fn after_the_handshake(agent: &Agent, lab: &Lab) -> Result<Vec<Row>> {
             "HTTPS reset after request",
             "520 reset_after_request",
             EdgeCurl::https(8447).args(&["-k", "--tlsv1.3"]),
+        ),
+        (
+            "13. The application resets the third request on a kept-alive connection (curl retries it on a new one)",
+            "3rd request, kept-alive",
+            "520 reset_after_request",
+            EdgeCurl::http(8448).requests(3),
         ),
     ];
     let mut rows = Vec::new();
@@ -361,6 +369,9 @@ fn explain(f: &Value) -> String {
         f["confidence"].as_str().unwrap_or("?"),
         evidence_summary(f)
     );
+    if let Some(n) = f["http"]["request_index"].as_u64().filter(|n| *n > 1) {
+        println!("     request {n} on its connection");
+    }
     if let Some(h) = f["hint"].as_str() {
         println!("     hint: {h}");
     }

@@ -3,7 +3,7 @@
 //! inconclusive connection was not watched as long as it needed, the
 //! summary's total is the sum of its causes, percentiles are in order, an
 //! evidence file holds at least a packet per flow, a capture skipped no more
-//! packets than it held).
+//! packets than it held, an origin's status is its finding's class).
 
 use serde_json::Value;
 
@@ -11,7 +11,10 @@ use serde_json::Value;
 pub(super) fn check(line: &Value) -> Vec<String> {
     let mut e = Vec::new();
     match line["type"].as_str() {
-        Some("finding") => evidence_in_order(&mut e, line),
+        Some("finding") => {
+            evidence_in_order(&mut e, line);
+            origin_status_is_the_class(&mut e, line);
+        }
         Some("inconclusive") => {
             evidence_in_order(&mut e, line);
             if let (Some(watched), Some(needed)) =
@@ -28,6 +31,20 @@ pub(super) fn check(line: &Value) -> Vec<String> {
         _ => {}
     }
     e
+}
+
+/// An `origin_error_status` finding's class is the status it names.
+fn origin_status_is_the_class(e: &mut Vec<String>, line: &Value) {
+    if line["cause"] != "origin_error_status" {
+        return;
+    }
+    let status = line["http"]["status"].as_u64().map(|s| s.to_string());
+    if status.as_deref() != line["class"].as_str() {
+        e.push(format!(
+            "origin_error_status: class {} is not its http.status {}",
+            line["class"], line["http"]["status"]
+        ));
+    }
 }
 
 fn evidence_in_order(e: &mut Vec<String>, line: &Value) {

@@ -18,7 +18,7 @@ pub(crate) fn sample_start() -> Value {
         "kernel": "6.18.0", "attach_mode": "tcx",
         "interfaces": [{"name": "eth0", "ifindex": 2}], "ports": [80, 443],
         "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
-        "syn_timeout_ms": 15000, "response_timeout_ms": 100_000,
+        "syn_timeout_ms": 15000, "response_timeout_ms": 100_000, "ack_timeout_ms": 90_000,
         "probes": [{"name": "tc_ingress", "status": "attached"},
                    {"name": "tcp:tcp_send_reset", "status": "skipped", "reason": "not in this kernel"}],
         "stale_removed": []})
@@ -39,7 +39,7 @@ pub(crate) fn sample_capture_start() -> Value {
         "capture_file": "/tmp/edge.pcapng", "version": "0.1.0", "kernel": "6.18.0",
         "attach_mode": "none", "interfaces": [], "ports": [80, 443],
         "edge_prefixes": {"ipv4": 15, "ipv6": 7}, "all_sources": false,
-        "syn_timeout_ms": 3000, "response_timeout_ms": 100_000, "probes": [], "stale_removed": []})
+        "syn_timeout_ms": 3000, "response_timeout_ms": 100_000, "ack_timeout_ms": 90_000, "probes": [], "stale_removed": []})
 }
 
 pub(crate) fn sample_capture_finding() -> Value {
@@ -82,6 +82,7 @@ pub(crate) fn sample_summary(findings: u64) -> Value {
         "pending_at_exit": 0,
         "timing": {"syn_to_synack": {"count": 3, "p50_us": 40, "p90_us": 55, "p99_us": 60},
             "client_hello_to_server_hello": null, "request_to_first_byte": null},
+        "origin_statuses": {}, "encrypted_responses": 0,
         "lines_dropped": 0})
 }
 

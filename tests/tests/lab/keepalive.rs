@@ -190,6 +190,65 @@ fn later_tls_requests_are_diagnosed_over_tls12_and_tls13() {
     );
 }
 
+/// An edge client that sends its second request on the connection after
+/// the origin's FIN arrived (so the two crossed on the wire: what the edge
+/// does when the origin's keep-alive timeout is the shorter one), and says
+/// what came back: `reset` (the socket's error), `eof` or `answered`.
+const CROSSING_CLIENT: &str = r#"
+import socket, sys, time
+src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.create_connection((dst, port), timeout=5, source_address=(src, 0))
+s.sendall(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+got = b""
+while not got.endswith(b"ok\n"):
+    got += s.recv(4096)
+time.sleep(0.15)
+s.sendall(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(0.2)
+# The FIN was read already (recv would say EOF): the socket's error says
+# whether the origin answered the request with a RST (EPIPE in CLOSE_WAIT).
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+print("reset" if err in (32, 104) else "answered" if s.recv(4096) else "eof")
+"#;
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn a_request_crossing_the_origins_keepalive_close_is_a_keepalive_race() {
+    if !require_root("a_request_crossing_the_origins_keepalive_close_is_a_keepalive_race") {
+        return;
+    }
+    let lab = Lab::new("karace");
+    // Its keep-alive timeout: 50 ms after answering the first request.
+    let backend = Backend::start(
+        &lab,
+        9121,
+        Behavior::KeepAlive(1, Box::new(Behavior::IdleClose(Duration::from_millis(50)))),
+    );
+    let rec = Recording::start_with(&lab, Tap::OriginVeth, "9121", Some(RESPONSE_TIMEOUT));
+    let out = lab.edge.run(
+        "python3",
+        &[
+            "-c",
+            CROSSING_CLIENT,
+            &edge(&lab).to_string(),
+            &lab.origin_addr(Family::V4).to_string(),
+            "9121",
+        ],
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        "reset",
+        "the second request, after the origin's FIN, is reset: {out:?}"
+    );
+    did(&backend, "closed idle");
+    let runs = rec.finish(&[(edge(&lab), 9121)]);
+    let f = expect(&runs, &lab, 9121, "keepalive_race", 2);
+    assert!(
+        evidence_events(&f).contains(&"fin_out") && evidence_events(&f).contains(&"rst_out"),
+        "the origin's FIN before the request, its RST after: {f}"
+    );
+}
+
 #[test]
 #[ignore = "privileged: run with cargo xtask test"]
 fn healthy_keepalive_traffic_makes_no_finding_and_every_request_is_timed() {

@@ -32,6 +32,9 @@ pub enum Cause {
     HeadersTooLarge,
     MalformedResponse,
     ResponseTimeout,
+    KeepaliveRace,
+    OriginErrorStatus,
+    RequestUnacked,
 }
 
 /// The Cloudflare error the edge shows.
@@ -55,6 +58,10 @@ pub enum Class {
     /// Invalid SSL certificate.
     #[serde(rename = "526")]
     InvalidCertificate,
+    /// The origin's own 5xx status, passed on by the edge: a finding's
+    /// `class` is then that status ([`Finding::class_code`]).
+    #[serde(rename = "5xx")]
+    OriginStatus,
 }
 
 impl Class {
@@ -67,6 +74,7 @@ impl Class {
             Class::Timeout => "524",
             Class::HandshakeFailed => "525",
             Class::InvalidCertificate => "526",
+            Class::OriginStatus => "5xx",
         }
     }
 
@@ -79,9 +87,11 @@ impl Class {
     /// A failure after the request (520, 524): the finding carries an
     /// `http` object.
     pub fn is_http(self) -> bool {
-        matches!(self, Class::Unknown | Class::Timeout)
+        matches!(self, Class::Unknown | Class::Timeout | Class::OriginStatus)
     }
 
+    /// The classes that are Cloudflare's own errors (all but the origin's
+    /// status).
     pub const ALL: [Class; 6] = [
         Class::Unknown,
         Class::Down,
@@ -93,7 +103,7 @@ impl Class {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 17] = [
+    pub const ALL: [Cause; 20] = [
         Cause::NoListener,
         Cause::FirewallReject,
         Cause::FirewallDrop,
@@ -111,6 +121,9 @@ impl Cause {
         Cause::HeadersTooLarge,
         Cause::MalformedResponse,
         Cause::ResponseTimeout,
+        Cause::KeepaliveRace,
+        Cause::OriginErrorStatus,
+        Cause::RequestUnacked,
     ];
 
     /// The exact string of the output schema.
@@ -133,6 +146,9 @@ impl Cause {
             Cause::HeadersTooLarge => "headers_too_large",
             Cause::MalformedResponse => "malformed_response",
             Cause::ResponseTimeout => "response_timeout",
+            Cause::KeepaliveRace => "keepalive_race",
+            Cause::OriginErrorStatus => "origin_error_status",
+            Cause::RequestUnacked => "request_unacked",
         }
     }
 
@@ -149,13 +165,16 @@ impl Cause {
             Cause::ResetAfterRequest
             | Cause::ClosedWithoutResponse
             | Cause::HeadersTooLarge
-            | Cause::MalformedResponse => Class::Unknown,
+            | Cause::MalformedResponse
+            | Cause::KeepaliveRace => Class::Unknown,
             Cause::ResponseTimeout => Class::Timeout,
+            Cause::OriginErrorStatus => Class::OriginStatus,
             Cause::FirewallDrop
             | Cause::ListenOverflow
             | Cause::SynackUnacked
             | Cause::KernelDrop
-            | Cause::SynUnanswered => Class::TimedOut,
+            | Cause::SynUnanswered
+            | Cause::RequestUnacked => Class::TimedOut,
         }
     }
 }
@@ -317,6 +336,23 @@ pub struct Finding {
     pub tls: Option<TlsFacts>,
     /// HTTP facts, for findings about HTTP.
     pub http: Option<HttpFacts>,
+    /// `origin_error_status` only: responses with this status on this port
+    /// that this line stands for (one line per status and port per 10 s).
+    pub count: Option<u64>,
+}
+
+impl Finding {
+    /// The `class` the line writes: the Cloudflare error, or for
+    /// `origin_error_status` the origin's own status.
+    pub fn class_code(&self) -> String {
+        match (
+            self.cause.class(),
+            self.http.as_ref().and_then(|h| h.status),
+        ) {
+            (Class::OriginStatus, Some(status)) => status.to_string(),
+            (class, _) => class.as_str().to_owned(),
+        }
+    }
 }
 
 #[cfg(test)]

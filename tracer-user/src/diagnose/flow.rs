@@ -5,8 +5,8 @@
 use super::{
     finding::{Cause, Confidence, Evidence, EvidenceKind, PayloadEvent},
     payload::App,
-    rules::{classify, classify_app, is_syn},
-    Config, Timing,
+    rules::{classify, classify_app, is_routine_drop, is_syn},
+    Config, Stats, Timing,
 };
 use crate::source::{
     event::FlowEvent,
@@ -68,6 +68,14 @@ pub(super) struct FlowState {
     pub(super) origin_isn: Option<u32>,
     pub(super) fin_in: bool,
     pub(super) rst_in: bool,
+    /// The edge's request began after the origin's FIN: the two crossed
+    /// (the origin's keep-alive timeout ran out as the edge reused it).
+    pub(super) request_after_fin_out: bool,
+    /// The kernel dropped an edge segment of the current request, and why.
+    pub(super) data_drop: Option<DropReason>,
+    /// The edge closed (FIN or RST) before the origin did: whatever the
+    /// origin does after, the edge had given up waiting.
+    pub(super) edge_closed_first: bool,
     /// Latencies measured on this connection, counted once it is healthy.
     pub(super) latency: Latency,
     /// Evidence items of the handshake: a later turn's evidence replaces
@@ -130,6 +138,18 @@ impl FlowState {
             Phase::Established => self.response_due().is_some(),
             Phase::Healthy | Phase::Reported => false,
         }
+    }
+
+    /// The origin neither closed nor sent a byte since the current request
+    /// (a TLS `close_notify` is a byte: the edge's close may answer it).
+    pub(super) fn origin_silent(&self) -> bool {
+        !(self.fin_out || self.rst_out_late) && self.app.out_after_request == 0
+    }
+
+    /// The current request shows that the origin did not take it: the edge
+    /// sent it again, or the kernel dropped it on the way in.
+    pub(super) fn unacked(&self) -> bool {
+        self.app.in_retransmits > 0 || self.data_drop.is_some()
     }
 
     /// When a request without a response byte runs out of time.
@@ -253,12 +273,23 @@ pub(super) fn decide_handshake(
 pub(super) fn decide_after_handshake(
     f: &mut FlowState,
     now_ns: u64,
-    response_timeout_ns: u64,
+    cfg: &Config,
 ) -> Option<Decision> {
-    let deadline = f.response_due().map(|t| t + response_timeout_ns);
-    let timed_out = deadline.is_some_and(|d| now_ns >= d);
+    // A request the origin did not acknowledge (resent, or dropped on the
+    // way in) runs out at the ack timeout; any other at the response timeout.
+    let ack_deadline = f
+        .response_due()
+        .filter(|_| f.unacked())
+        .map(|t| t + cfg.ack_timeout_ns);
+    let ack_timed_out = ack_deadline.is_some_and(|d| now_ns >= d);
+    let response_deadline = f.response_due().map(|t| t + cfg.response_timeout_ns);
+    let timed_out = response_deadline.is_some_and(|d| now_ns >= d);
+    let deadline = match (ack_deadline, response_deadline) {
+        (Some(a), Some(r)) => Some(a.min(r)),
+        (a, r) => a.or(r),
+    };
     let due = f.decide_at.is_some_and(|t| now_ns >= t);
-    if !timed_out && !due {
+    if !timed_out && !ack_timed_out && !due {
         return None;
     }
     let decided_at = match (f.decide_at, deadline) {
@@ -267,7 +298,7 @@ pub(super) fn decide_after_handshake(
         _ => now_ns,
     };
     f.decide_at = None;
-    if let Some((cause, confidence, detail)) = classify_app(f, timed_out) {
+    if let Some((cause, confidence, detail)) = classify_app(f, timed_out, ack_timed_out) {
         return Some(Decision {
             at_ns: decided_at,
             cause,
@@ -289,8 +320,9 @@ pub(super) fn after_handshake_noting_sni(
     e: &FlowEvent,
     cfg: &Config,
     snis: &mut Vec<(std::net::IpAddr, u16, String)>,
-    timing: &mut Timing,
+    stats: &mut Stats,
 ) {
+    let timing = &mut stats.timing;
     let had = f.app.client_hello.is_some();
     if let FlowEventKind::Payload { outbound, .. } = &e.kind {
         if f.app.starts_turn(*outbound, e.seq) {
@@ -316,10 +348,20 @@ pub(super) fn after_handshake_noting_sni(
                     })
                     .unwrap_or(f.evidence.len());
             }
+            // The origin's FIN before this request is part of its story.
+            let fin = f.evidence[f.handshake_evidence.min(f.evidence.len())..]
+                .iter()
+                .find(|ev| matches!(ev.what, EvidenceKind::Flow(FlowEventKind::FinOut)))
+                .cloned();
             f.evidence.truncate(f.handshake_evidence);
+            f.evidence.extend(fin);
+            f.request_after_fin_out = f.fin_out;
+            f.data_drop = None;
         }
     }
-    after_handshake(f, e, cfg);
+    if after_handshake(f, e, cfg) && f.app.is_tls() {
+        stats.encrypted_responses += 1;
+    }
     if !had {
         if let Some(sni) = f.app.client_hello.as_ref().and_then(|c| c.sni.clone()) {
             if snis.len() < 1_024 {
@@ -329,8 +371,8 @@ pub(super) fn after_handshake_noting_sni(
     }
 }
 
-/// An event of an established connection.
-fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
+/// An event of an established connection; true when it answered a turn.
+fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) -> bool {
     let decide_soon = Some(e.ts_ns + cfg.settle_ns);
     match &e.kind {
         FlowEventKind::Payload {
@@ -376,7 +418,7 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
                 f.phase = Phase::Healthy;
             } else if f.app.response_ok() || f.app.tls_answered() {
                 // This turn worked; the connection may carry more.
-                f.app.rest();
+                return f.app.rest();
             }
         }
         FlowEventKind::FinOut => {
@@ -391,12 +433,22 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
         }
         FlowEventKind::FinIn => {
             f.fin_in = true;
+            f.edge_closed_first |= f.origin_silent();
             f.decide_at = decide_soon;
         }
         FlowEventKind::RstIn => {
             f.rst_in = true;
+            f.edge_closed_first |= f.origin_silent();
             f.decide_at = decide_soon;
+        }
+        FlowEventKind::KernelDrop {
+            reason,
+            outbound: false,
+            ..
+        } if *reason != DropReason::NotSpecified && !is_routine_drop(f, &e.kind) => {
+            f.data_drop = Some(reason.clone());
         }
         _ => {}
     }
+    false
 }

@@ -89,6 +89,18 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
             "the origin read the request but sent no response byte in time: find the slow handler or upstream behind {origin} (Cloudflare waits 100 s){}",
             over_tls(drop_reason)
         ),
+        Cause::RequestUnacked => format!(
+            "the edge's request to {origin} was not acknowledged after the handshake{}: a firewall or security group dropping established traffic (`nft list ruleset`, conntrack), or a receive path that drops (MTU, offloads)",
+            drop_reason.map_or(String::new(), |r| format!(" (the kernel dropped it: {r})"))
+        ),
+        // Its line's hint is the status's own (diagnose::statuses).
+        Cause::OriginErrorStatus => format!(
+            "the origin itself answered with an error status on port {port}: check the web server's error log and its upstream"
+        ),
+        Cause::KeepaliveRace => format!(
+            "the origin closed this kept-alive connection (its keep-alive timeout ran out) just as the edge sent a new request on it: raise the keep-alive timeout of the server behind {origin} above the edge's idle timeout (Cloudflare: 900 s; nginx keepalive_timeout, Apache KeepAliveTimeout){}",
+            over_tls(drop_reason)
+        ),
         Cause::SynUnanswered => format!(
             "SYNs from {edge} to port {port} got no answer and nothing on this host explained why: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
         ),

@@ -12,6 +12,7 @@ mod flow;
 mod hint;
 pub mod payload;
 mod rules;
+mod statuses;
 pub mod timing;
 
 use crate::source::event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow};
@@ -22,6 +23,7 @@ use flow::{
 };
 use hint::hint;
 use rules::{is_routine_drop, is_syn};
+use statuses::Statuses;
 pub use timing::Timing;
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -43,6 +45,8 @@ pub struct Config {
     pub max_evidence: usize,
     /// How long a request may wait for a first response byte (Cloudflare: 100 s).
     pub response_timeout_ns: u64,
+    /// How long the edge's request may go unacknowledged (Cloudflare: 90 s).
+    pub ack_timeout_ns: u64,
     /// Payload events will come (snapshots on, or a capture): established
     /// connections are followed until their first response.
     pub payload: bool,
@@ -59,6 +63,7 @@ impl Default for Config {
             max_flows: 100_000,
             max_evidence: 32,
             response_timeout_ns: 100_000 * NS_PER_MS,
+            ack_timeout_ns: 90_000 * NS_PER_MS,
             payload: true,
             keep_path: false,
         }
@@ -87,6 +92,10 @@ pub struct Stats {
     pub flows_evicted: u64,
     /// Latencies of healthy connections.
     pub timing: Timing,
+    /// The origin's own 5xx responses over plain HTTP, by status.
+    pub origin_statuses: BTreeMap<u16, u64>,
+    /// Responses inside TLS: their status cannot be seen.
+    pub encrypted_responses: u64,
 }
 
 /// Events in, findings out.
@@ -103,6 +112,10 @@ pub struct Diagnoser {
     active: HashSet<Flow>,
     /// When settled flows were last swept out of the table.
     last_sweep_ns: u64,
+    /// The origin's 5xx responses and the lines they are owed.
+    statuses: Statuses,
+    /// The run ends: the next tick writes every line still owed.
+    ending: bool,
 }
 
 /// How long a kept-alive connection may sit idle between requests and
@@ -122,6 +135,8 @@ impl Diagnoser {
             new_snis: Vec::new(),
             active: HashSet::new(),
             last_sweep_ns: 0,
+            statuses: Statuses::default(),
+            ending: false,
         }
     }
 
@@ -145,6 +160,12 @@ impl Diagnoser {
                 f.latency.commit(timing);
             }
         }
+    }
+
+    /// The run ends: the next [`Diagnoser::tick`] writes the lines still
+    /// owed for the origin's 5xx responses.
+    pub fn end(&mut self) {
+        self.ending = true;
     }
 
     /// Connections still in their handshake, without a verdict.
@@ -255,7 +276,8 @@ impl Diagnoser {
             return;
         }
         if f.established() {
-            after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats.timing);
+            after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats);
+            note_status(e, f, &mut self.statuses, &mut self.stats);
             return;
         }
         during_handshake(f, e, &cfg);
@@ -269,7 +291,8 @@ impl Diagnoser {
             if !cfg.payload {
                 f.phase = Phase::Healthy;
             } else if is_payload {
-                after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats.timing);
+                after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats);
+                note_status(e, f, &mut self.statuses, &mut self.stats);
             }
         }
     }
@@ -333,7 +356,7 @@ impl Diagnoser {
             let decision = if f.settled() {
                 None
             } else if f.established() {
-                decide_after_handshake(f, now_ns, self.cfg.response_timeout_ns)
+                decide_after_handshake(f, now_ns, &self.cfg)
             } else {
                 decide_handshake(f, now_ns, self.cfg.syn_timeout_ns)
             };
@@ -360,10 +383,12 @@ impl Diagnoser {
                     // Also for a 520/524 over TLS: its version, its SNI.
                     tls: f.app.tls_facts(),
                     http: if about_tls { None } else { f.app.http_facts() },
+                    count: None,
                 });
             }
             self.after_change(&flow);
         }
+        out.extend(self.statuses.due(now_ns, std::mem::take(&mut self.ending)));
         if now_ns >= self.last_sweep_ns + SWEEP_NS {
             self.last_sweep_ns = now_ns;
             self.sweep(now_ns);
@@ -399,6 +424,16 @@ impl Diagnoser {
             self.order
                 .retain(|(first, flow)| flows.get(flow).is_some_and(|f| f.first_ns == *first));
         }
+    }
+}
+
+/// A 5xx response head the connection's payload just showed: counted, and
+/// a line when its status and port's window allows.
+fn note_status(e: &FlowEvent, f: &mut FlowState, statuses: &mut Statuses, stats: &mut Stats) {
+    if let Some(status) = f.app.error_status.take() {
+        *stats.findings.entry(Cause::OriginErrorStatus).or_default() += 1;
+        *stats.origin_statuses.entry(status).or_default() += 1;
+        statuses.saw(statuses::finding(e.flow, f, status, e.ts_ns), status);
     }
 }
 

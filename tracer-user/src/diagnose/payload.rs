@@ -120,6 +120,13 @@ pub struct App {
     /// Requests seen on the connection: the current turn's index once its
     /// request came (1 for the first).
     pub requests: u32,
+    /// A 5xx response head just came (plain HTTP), not yet taken.
+    pub error_status: Option<u16>,
+    /// Segments of the current request the edge sent again before any
+    /// response byte: the origin did not acknowledge them.
+    pub in_retransmits: u32,
+    /// Origin payload segments since the current request came.
+    pub out_after_request: u32,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -156,16 +163,20 @@ impl App {
         self.response = None;
         self.out_segments = 0;
         self.out_delivered = 0;
+        self.in_retransmits = 0;
+        self.out_after_request = 0;
         self.records.next_turn();
     }
 
     /// The turn is answered and nothing in it can change the verdict: keep
     /// positions, drop the bytes (a kept-alive connection waits cheaply).
-    pub fn rest(&mut self) {
+    pub fn rest(&mut self) -> bool {
+        let newly = !self.out.resting;
         for s in [&mut self.inb, &mut self.out] {
             s.resting = true;
             s.buf = Vec::new();
         }
+        newly
     }
 
     /// A payload segment (`ack`: what it acknowledges); returns the
@@ -184,6 +195,7 @@ impl App {
         }
         if outbound {
             self.out_segments += 1;
+            self.out_after_request += u32::from(self.request_ns.is_some());
             self.out_delivered += bytes.len();
             if self.first_out_ns.is_none() && !self.is_tls() {
                 self.first_out_ns = Some(ts_ns);
@@ -193,6 +205,17 @@ impl App {
             }
             self.read_out(ts_ns, &mut out);
         } else {
+            if self.request_ns.is_some()
+                && self.first_out_ns.is_none()
+                && !bytes.is_empty()
+                && !self.inb.is_new(seq)
+            {
+                self.in_retransmits += 1;
+                out.push(EvidenceKind::Payload {
+                    event: PayloadEvent::RequestIn,
+                    detail: "sent again: not acknowledged".to_owned(),
+                });
+            }
             if self.server_hello.is_some() {
                 self.in_after_server_hello += bytes.len();
             }
@@ -346,6 +369,11 @@ impl App {
                     event: PayloadEvent::ResponseOut,
                     detail,
                 });
+            }
+            if let (true, http::Response::Head(h)) = (changed, &now) {
+                if (500..=599).contains(&h.status) && before.is_none() {
+                    self.error_status = Some(h.status);
+                }
             }
             if !matches!(now, http::Response::Incomplete) {
                 self.response = Some(now);

@@ -96,8 +96,20 @@ pub(super) fn classify(f: &FlowState, timed_out: bool) -> Option<(Cause, Confide
 pub(super) fn classify_app(
     f: &FlowState,
     response_timed_out: bool,
+    ack_timed_out: bool,
 ) -> Option<(Cause, Confidence, Option<String>)> {
     let a = &f.app;
+    // Cloudflare's second 522: the request was never taken (resent, or
+    // dropped on the way in), and nothing came back.
+    if ack_timed_out && a.request_ns.is_some() && a.first_out_ns.is_none() {
+        let confidence = if f.data_drop.is_some() {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        let detail = f.data_drop.as_ref().map(ToString::to_string);
+        return Some((Cause::RequestUnacked, confidence, detail));
+    }
     if a.is_tls() {
         // close_notify (0) is not a refusal.
         if let Some(al) = a
@@ -182,6 +194,16 @@ fn no_response(f: &FlowState, response_timed_out: bool) -> Option<Cause> {
     }
     let unseen = |seq: Option<u32>| seq.is_some_and(|s| a.origin_sent_unseen(s, f.origin_isn));
     if (f.rst_out_late || f.fin_out) && a.tls_client_auth_refused() {
+        return None;
+    }
+    // The origin's FIN went out before the request came in: whatever it
+    // does with the request now (a RST, nothing), the two crossed.
+    if f.request_after_fin_out {
+        return Some(Cause::KeepaliveRace);
+    }
+    // The edge gave up first (its own timeout, shorter than the response
+    // timeout): a close or reset after that is no answer refused.
+    if f.edge_closed_first {
         return None;
     }
     if f.rst_out_late {

@@ -48,7 +48,11 @@ fn drop(reason: &str, flags: u8) -> K {
 
 /// Feed events, tick every 50 ms up to `until_ms`, return all findings.
 fn run(events: &[Event], until_ms: u64) -> (Vec<Finding>, Stats) {
-    let mut d = Diagnoser::new(cfg());
+    run_with(cfg(), events, until_ms)
+}
+
+fn run_with(cfg: Config, events: &[Event], until_ms: u64) -> (Vec<Finding>, Stats) {
+    let mut d = Diagnoser::new(cfg);
     let mut out = Vec::new();
     let mut events = events.iter().peekable();
     let mut t = 0;
@@ -781,6 +785,17 @@ impl Wire {
     /// An origin segment the agent never saw (a lost snapshot).
     fn origin_unseen(mut self, len: u32) -> Wire {
         self.next_out += len;
+        self
+    }
+    /// The origin's FIN or RST, at its true sequence number, and more may
+    /// follow.
+    fn origin_sends(mut self, kind: K) -> Wire {
+        self.t_ms += 1;
+        let mut e = ev(self.t_ms, self.port, kind);
+        if let Event::Flow(f) = &mut e {
+            f.seq = self.next_out;
+        }
+        self.events.push(e);
         self
     }
     /// The origin's FIN or RST, at its true sequence number.

@@ -108,3 +108,129 @@ fn later_tls_requests_are_diagnosed_too() {
         .origin_closes(K::FinOut);
     assert!(run(&idle, 3_000).0.is_empty());
 }
+
+#[test]
+fn a_request_crossing_the_origins_idle_close_is_a_keepalive_race() {
+    // The origin's keep-alive timeout ran out: its FIN, then the edge's
+    // next request (sent before the FIN reached it), then the origin's RST.
+    for last in [K::RstOut, K::FinIn] {
+        let events = answered(1, 2)
+            .origin_sends(K::FinOut)
+            .edge(REQ)
+            .origin_closes(last.clone());
+        let f = single(&events, 3_000);
+        assert_eq!(
+            (f.cause, index(&f)),
+            (Cause::KeepaliveRace, 3.into()),
+            "{f:#?}"
+        );
+        assert_eq!(f.cause.class().as_str(), "520");
+        assert!(f.hint.contains("keep-alive timeout"), "{}", f.hint);
+    }
+    // The FIN with no request after it: an idle close, healthy.
+    let (f, _) = run(&answered(2, 2).origin_closes(K::FinOut), 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn the_race_keeps_the_origins_fin_in_its_evidence() {
+    let events = answered(1, 1)
+        .origin_sends(K::FinOut)
+        .edge(REQ)
+        .origin_closes(K::RstOut);
+    let f = single(&events, 3_000);
+    let names: Vec<&str> = f.evidence.iter().map(|e| e.what.event()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n);
+    assert!(
+        at("fin_out") < at("request_in") && at("request_in") < at("rst_out"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn an_origin_5xx_is_named_with_its_status_and_the_connection_goes_on() {
+    let bad = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+    let events = answered(1, 1)
+        .edge(REQ)
+        .wait(2)
+        .origin(bad)
+        .edge(REQ)
+        .origin_closes(K::FinOut);
+    let (f, stats) = run(&events, 3_000);
+    let causes: Vec<Cause> = f.iter().map(|f| f.cause).collect();
+    assert_eq!(
+        causes,
+        [Cause::OriginErrorStatus, Cause::ClosedWithoutResponse],
+        "{f:#?}"
+    );
+    assert_eq!(
+        (f[0].class_code(), index(&f[0])),
+        ("502".to_owned(), 2.into())
+    );
+    assert_eq!(f[0].count, Some(1));
+    assert!(f[0].hint.contains("bad gateway"), "{}", f[0].hint);
+    assert_eq!(index(&f[1]), 3);
+    assert_eq!(stats.origin_statuses.get(&502), Some(&1));
+    assert_eq!(stats.findings.get(&Cause::OriginErrorStatus), Some(&1));
+}
+
+#[test]
+fn tls_responses_are_counted_as_encrypted() {
+    let req = record(23, &[0; 120]);
+    let resp = record(23, &[0; 300]);
+    let events = tls12_after_hellos(1)
+        .edge(&req)
+        .origin(&resp)
+        .edge(&req)
+        .origin(&resp)
+        .origin_closes(K::FinOut);
+    let (f, stats) = run(&events, 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+    assert_eq!(
+        (stats.encrypted_responses, stats.origin_statuses.len()),
+        (2, 0)
+    );
+}
+
+#[test]
+fn a_request_the_origin_never_acknowledges_is_request_unacked() {
+    let quick = Config {
+        ack_timeout_ns: 1_000 * MS,
+        ..cfg()
+    };
+    // The edge resends its request: the origin did not take it.
+    let mut resent = Wire::new(1).edge(REQ).events;
+    resent.push(payload(300, 1, false, 1, REQ));
+    let (f, _) = run_with(quick.clone(), &resent, 3_000);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(
+        (f[0].cause, f[0].confidence),
+        (Cause::RequestUnacked, Confidence::Medium)
+    );
+    assert_eq!(f[0].cause.class().as_str(), "522");
+    // The kernel says a firewall dropped it: high, and the hint says so.
+    let mut dropped = Wire::new(2).edge(REQ).events;
+    dropped.push(ev(3, 2, drop("NETFILTER_DROP", 0x18)));
+    let (f, _) = run_with(quick.clone(), &dropped, 3_000);
+    assert_eq!(
+        (f[0].cause, f[0].confidence),
+        (Cause::RequestUnacked, Confidence::High)
+    );
+    assert!(f[0].hint.contains("NETFILTER_DROP"), "{}", f[0].hint);
+    // Taken but not answered (no resend, no drop): the response timeout.
+    let (f, _) = run_with(quick, &Wire::new(3).edge(REQ).events, 3_000);
+    assert_eq!(f[0].cause, Cause::ResponseTimeout, "{f:#?}");
+}
+
+#[test]
+fn a_reset_after_the_edge_gave_up_is_not_a_520() {
+    // The edge closes first (its own, shorter timeout), then the origin's
+    // application resets: the edge was no longer waiting.
+    let events = Wire::new(1)
+        .edge(REQ)
+        .wait(500)
+        .origin_sends(K::FinIn)
+        .origin_closes(K::RstOut);
+    let (f, _) = run(&events, 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+}

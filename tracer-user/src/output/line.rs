@@ -68,6 +68,30 @@ impl JsonSchema for Timestamp {
     }
 }
 
+/// A finding's `class`: the Cloudflare error the edge shows (`520` to
+/// `526`), or for `origin_error_status` the origin's own status (`502`).
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct ClassCode(pub String);
+
+impl JsonSchema for ClassCode {
+    fn schema_name() -> Cow<'static, str> {
+        "Class".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let cloudflare: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
+        json_schema!({
+            "description": format!(
+                "the Cloudflare error the edge shows ({}), or the origin's own 5xx status (origin_error_status)",
+                cloudflare.join(", ")
+            ),
+            "type": "string",
+            "pattern": "^5[0-9]{2}$",
+        })
+    }
+}
+
 /// Where the events came from: the `source` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -195,6 +219,8 @@ pub struct Start {
     pub all_sources: bool,
     pub syn_timeout_ms: u64,
     pub response_timeout_ms: u64,
+    /// `--ack-timeout`: how long a request may go unacknowledged.
+    pub ack_timeout_ms: u64,
     pub probes: Vec<ProbeLine>,
     /// Leftovers of an earlier run that were removed.
     pub stale_removed: Vec<String>,
@@ -208,10 +234,16 @@ pub struct FindingLine {
     pub schema_version: u32,
     pub ts: Timestamp,
     pub source: Source,
-    pub class: Class,
+    pub class: ClassCode,
     pub cause: Cause,
     pub confidence: Confidence,
     pub flow: Flow,
+    /// `origin_error_status` only: how many responses with this status on
+    /// this port the line stands for (at most one line per status and port
+    /// per 10 s; `flow` is an example); exact totals are in the summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64", range(min = 1))]
+    pub count: Option<u64>,
     #[schemars(length(min = 1))]
     pub evidence: Vec<Evidence>,
     /// What to check.
@@ -386,6 +418,13 @@ pub struct Summary {
     pub pending_at_exit: u64,
     pub lines_dropped: u64,
     pub timing: Timing,
+    /// The origin's own 5xx responses over plain HTTP by status, every one
+    /// (their `origin_error_status` lines are limited; `findings` counts
+    /// them all too).
+    pub origin_statuses: std::collections::BTreeMap<String, u64>,
+    /// Responses inside TLS, whose status cannot be seen: 5xx among them
+    /// are not counted.
+    pub encrypted_responses: u64,
     /// `--write-pcap` only: the evidence file written.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "PcapReport")]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::line::{
-    AttachMode, EdgePrefixes, EventLine, FindingLine, Inconclusive, Interface, Line, Loss,
-    ProbeLine, ProbeStatus, Source, Start, SCHEMA_VERSION,
+    AttachMode, ClassCode, EdgePrefixes, EventLine, FindingLine, Inconclusive, Interface, Line,
+    Loss, ProbeLine, ProbeStatus, Source, Start, SCHEMA_VERSION,
 };
 use crate::{
     cli::Settings,
@@ -54,6 +54,7 @@ pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
         all_sources: s.all_sources,
         syn_timeout_ms: millis(s.syn_timeout),
         response_timeout_ms: millis(s.response_timeout),
+        ack_timeout_ms: millis(s.ack_timeout),
         probes: Vec::new(),
         stale_removed: Vec::new(),
     };
@@ -102,10 +103,11 @@ pub fn finding(f: &Finding, ts: String, source: Source) -> Line {
         schema_version: SCHEMA_VERSION,
         ts: ts.into(),
         source,
-        class: f.cause.class(),
+        class: ClassCode(f.class_code()),
         cause: f.cause,
         confidence: f.confidence,
         flow: f.flow,
+        count: f.count,
         evidence: f.evidence.clone(),
         hint: f.hint.clone(),
         tls: f.tls.clone(),

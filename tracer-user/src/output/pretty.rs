@@ -180,12 +180,16 @@ fn summary(l: &Summary) -> String {
 
 fn finding(l: &FindingLine) -> String {
     format!(
-        "{} {} {} [{}] {}\n    evidence: {}\n    hint: {}",
+        "{} {} {} [{}] {}{}\n    evidence: {}\n    hint: {}",
         time_of(l.ts.as_str()),
-        l.class.as_str(),
+        l.class.0,
         l.cause.as_str(),
         l.confidence.as_str(),
         flow_text(&l.flow),
+        match l.count {
+            Some(n) if n > 1 => format!(" (and {} more like it)", n - 1),
+            _ => String::new(),
+        },
         evidence_list(&l.evidence),
         l.hint
     )
@@ -297,6 +301,7 @@ mod tests {
             hint: "check ss".into(),
             tls: None,
             http: None,
+            count: None,
         };
         let line = lines::finding(&f, "2026-11-21T16:00:00.123456Z".into(), Source::Kernel);
         let p = render(&line);

@@ -99,7 +99,8 @@ pub fn every_cause(g: &mut SchemaGenerator) -> Schema {
 /// A finding's rules across fields, from [`Cause::class`], [`Class::is_tls`],
 /// [`Class::is_http`] and the diagnoser's header limit.
 pub fn finding_rules(schema: &mut Schema) {
-    let one_of: Vec<Value> = Class::ALL
+    let cloudflare: Vec<Value> = Class::ALL.into_iter().map(name).collect();
+    let mut one_of: Vec<Value> = Class::ALL
         .into_iter()
         .map(|class| {
             let causes: Vec<Value> = Cause::ALL
@@ -110,6 +111,17 @@ pub fn finding_rules(schema: &mut Schema) {
             json!({ "properties": { "class": { "const": name(class) }, "cause": { "enum": causes } } })
         })
         .collect();
+    // The origin's own status: any 5xx that is not one of Cloudflare's.
+    let origin: Vec<Value> = Cause::ALL
+        .into_iter()
+        .filter(|c| c.class() == Class::OriginStatus)
+        .map(name)
+        .collect();
+    one_of.push(json!({
+        "properties": { "class": { "not": { "enum": cloudflare } }, "cause": { "enum": origin } },
+        "required": ["http", "count"]
+    }));
+    // (An origin status's finding requires `http` by its own branch above.)
     let classes = |keep: fn(Class) -> bool| -> Vec<Value> {
         Class::ALL
             .into_iter()

@@ -170,11 +170,12 @@ fn finding(cause: Cause, v6: bool) -> Finding {
         }),
         http: class.is_http().then(|| HttpFacts {
             method: Some("GET".into()),
-            status: None,
+            status: (cause == Cause::OriginErrorStatus).then_some(502),
             header_bytes: Some(20_000),
             path: Some("/a".into()),
             request_index: Some(2),
         }),
+        count: (cause == Cause::OriginErrorStatus).then_some(3),
     }
 }
 

@@ -50,6 +50,12 @@ pub fn summary(stats: &Stats, c: &Counts, ts: String, extra: Extra) -> Line {
         pending_at_exit: c.pending_at_exit,
         lines_dropped: c.lines_dropped,
         timing: stats.timing.clone(),
+        origin_statuses: stats
+            .origin_statuses
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect(),
+        encrypted_responses: stats.encrypted_responses,
         pcap: extra.pcap,
         capture: extra.capture,
     })

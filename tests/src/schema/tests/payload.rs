@@ -473,6 +473,10 @@ fn runs_with_payload_lines_pass() {
         let base = match class {
             "525" | "526" => sample_tls_finding(),
             "520" | "524" => sample_http_finding(),
+            "502" => with(sample_http_finding(), |l| {
+                l["http"]["status"] = json!(502);
+                l["count"] = json!(1);
+            }),
             _ => super::sample_finding(),
         };
         let from = if cause == "edge_rejected_certificate" {
