@@ -96,9 +96,7 @@ pub fn class_of(cause: &str) -> Option<&'static str> {
         .iter()
         .find(|rule| enum_values(&rule["properties"]["cause"]).contains(&cause))?;
     let class = &rule["properties"]["class"];
-    class["const"]
-        .as_str()
-        .or_else(|| class["not"].is_object().then_some("502"))
+    class["const"].as_str().or(Some("502"))
 }
 
 /// Checks one line; returns what is wrong (empty when valid).

@@ -5,7 +5,7 @@
 use super::{
     finding::{Cause, Confidence, Evidence, EvidenceKind, PayloadEvent},
     payload::App,
-    rules::{classify, classify_app, is_routine_drop, is_syn},
+    rules::{classify, classify_app, is_syn},
     Config, Stats, Timing,
 };
 use crate::source::{
@@ -73,9 +73,11 @@ pub(super) struct FlowState {
     pub(super) request_after_fin_out: bool,
     /// The kernel dropped an edge segment of the current request, and why.
     pub(super) data_drop: Option<DropReason>,
-    /// The edge closed (FIN or RST) before the origin did: whatever the
-    /// origin does after, the edge had given up waiting.
+    /// The edge closed (FIN or RST) before the origin did, while the origin
+    /// was silent: whatever the origin does after, the edge had given up.
     pub(super) edge_closed_first: bool,
+    /// When the edge closed.
+    pub(super) edge_closed_ns: Option<u64>,
     /// Latencies measured on this connection, counted once it is healthy.
     pub(super) latency: Latency,
     /// Evidence items of the handshake: a later turn's evidence replaces
@@ -149,7 +151,8 @@ impl FlowState {
     /// The current request shows that the origin did not take it: the edge
     /// sent it again, or the kernel dropped it on the way in.
     pub(super) fn unacked(&self) -> bool {
-        self.app.in_retransmits > 0 || self.data_drop.is_some()
+        // One resend may be a tail-loss probe; two are the edge's RTO.
+        self.app.in_retransmits >= 2 || self.data_drop.is_some()
     }
 
     /// When a request without a response byte runs out of time.
@@ -268,6 +271,10 @@ pub(super) fn decide_handshake(
     })
 }
 
+/// How close to the response deadline an edge's close counts as its own
+/// response timer running out (at most a tenth of the timeout).
+const EDGE_TIMER_SLACK_NS: u64 = 2_000_000_000;
+
 /// After the handshake: a decisive payload fact, a close, or a request
 /// that ran out of time.
 pub(super) fn decide_after_handshake(
@@ -283,7 +290,13 @@ pub(super) fn decide_after_handshake(
         .map(|t| t + cfg.ack_timeout_ns);
     let ack_timed_out = ack_deadline.is_some_and(|d| now_ns >= d);
     let response_deadline = f.response_due().map(|t| t + cfg.response_timeout_ns);
-    let timed_out = response_deadline.is_some_and(|d| now_ns >= d);
+    // An edge that closes within 2 s of the deadline ran out of the same
+    // time (Cloudflare's 100 s timer counts from its own send).
+    let slack = EDGE_TIMER_SLACK_NS.min(cfg.response_timeout_ns / 10);
+    let edge_timer = response_deadline
+        .zip(f.edge_closed_ns)
+        .is_some_and(|(d, closed)| closed + slack >= d);
+    let timed_out = response_deadline.is_some_and(|d| now_ns >= d) || edge_timer;
     let deadline = match (ack_deadline, response_deadline) {
         (Some(a), Some(r)) => Some(a.min(r)),
         (a, r) => a.or(r),
@@ -434,18 +447,21 @@ fn after_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) -> bool {
         FlowEventKind::FinIn => {
             f.fin_in = true;
             f.edge_closed_first |= f.origin_silent();
+            f.edge_closed_ns.get_or_insert(e.ts_ns);
             f.decide_at = decide_soon;
         }
         FlowEventKind::RstIn => {
             f.rst_in = true;
             f.edge_closed_first |= f.origin_silent();
+            f.edge_closed_ns.get_or_insert(e.ts_ns);
             f.decide_at = decide_soon;
         }
         FlowEventKind::KernelDrop {
             reason,
             outbound: false,
             ..
-        } if *reason != DropReason::NotSpecified && !is_routine_drop(f, &e.kind) => {
+        } if *reason == DropReason::NetfilterDrop => {
+            // Other reasons (a duplicate's TCP_OLD_DATA ...) prove nothing.
             f.data_drop = Some(reason.clone());
         }
         _ => {}

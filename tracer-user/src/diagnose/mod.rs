@@ -7,12 +7,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+mod app_facts;
 pub mod finding;
 mod flow;
 mod hint;
 pub mod payload;
 mod rules;
 mod statuses;
+mod stream;
 pub mod timing;
 
 use crate::source::event::{Event, Flow, FlowEvent, FlowEventKind, ListenOverflow};
@@ -219,6 +221,10 @@ impl Diagnoser {
             if f.phase == Phase::Healthy {
                 f.latency.commit(&mut self.stats.timing);
             }
+        } else if f.established() && !f.waiting() && f.decide_at.is_none() {
+            // A kept-alive connection between requests: nothing is due
+            // until its next event, so ticks need not look at it.
+            self.active.remove(flow);
         } else {
             self.active.insert(*flow);
         }
@@ -431,6 +437,8 @@ impl Diagnoser {
 /// a line when its status and port's window allows.
 fn note_status(e: &FlowEvent, f: &mut FlowState, statuses: &mut Statuses, stats: &mut Stats) {
     if let Some(status) = f.app.error_status.take() {
+        // Its latency is not a healthy request's.
+        f.latency.request_to_first_byte = None;
         *stats.findings.entry(Cause::OriginErrorStatus).or_default() += 1;
         *stats.origin_statuses.entry(status).or_default() += 1;
         statuses.saw(statuses::finding(e.flow, f, status, e.ts_ns), status);

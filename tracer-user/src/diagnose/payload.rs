@@ -6,79 +6,21 @@
 //! origin answered (the kernel and `analyze` restart their snapshot budgets
 //! there too).
 
-use super::finding::{EvidenceKind, HttpFacts, PayloadEvent, Side, TlsAlert, TlsFacts};
+use super::{
+    finding::{EvidenceKind, PayloadEvent},
+    stream::Stream,
+};
 use crate::proto::{
     http, tls,
     tls_records::{Records, Version},
 };
 
-/// Most bytes kept per direction: a response header block just past 16 KiB.
-/// The kernel's snapshot budget for the origin's direction is the same, so
-/// a stream this long means later bytes go unseen.
-pub const STREAM_CAP: usize = 20 * 1024;
 /// Origin bytes delivered after which more may have gone unseen: the 20 KiB
 /// budget less a snapshot's largest shortfall (about 16 KiB are sent of a
 /// larger packet).
-const BLIND_AFTER: usize = 15 * 1024;
+pub(super) const BLIND_AFTER: usize = 15 * 1024;
 /// Cloudflare's limit on a response header block.
 pub const HEADER_LIMIT: usize = 16 * 1024;
-
-#[derive(Debug, Default)]
-struct Stream {
-    next_seq: Option<u32>,
-    buf: Vec<u8>,
-    /// A segment went missing: later bytes cannot be placed.
-    gap: bool,
-    /// The turn is answered: positions are followed, bytes not kept.
-    resting: bool,
-}
-
-impl Stream {
-    /// Append the part of a segment that continues the stream; true if any.
-    fn add(&mut self, seq: u32, bytes: &[u8]) -> bool {
-        let next = *self.next_seq.get_or_insert(seq);
-        if self.resting && !self.gap && seq.wrapping_sub(next).cast_signed() <= 0 {
-            let end = seq.wrapping_add(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-            if end.wrapping_sub(next).cast_signed() > 0 {
-                self.next_seq = Some(end);
-            }
-            return false;
-        }
-        if self.gap || self.resting || bytes.is_empty() {
-            return false;
-        }
-        // Offset of the segment relative to what we have (wrapping seq space).
-        let ahead = seq.wrapping_sub(next).cast_signed();
-        if ahead > 0 {
-            self.gap = true;
-            return false;
-        }
-        let skip = usize::try_from(-i64::from(ahead)).unwrap_or(usize::MAX);
-        if skip >= bytes.len() {
-            return false; // a retransmission of what we have
-        }
-        let new = &bytes[skip..];
-        let room = STREAM_CAP.saturating_sub(self.buf.len());
-        let take = new.len().min(room);
-        self.buf.extend_from_slice(&new[..take]);
-        self.next_seq = Some(next.wrapping_add(u32::try_from(new.len()).unwrap_or(u32::MAX)));
-        take > 0
-    }
-
-    /// Not a retransmission of what the stream already has.
-    fn is_new(&self, seq: u32) -> bool {
-        self.next_seq
-            .is_none_or(|next| self.gap || seq.wrapping_sub(next).cast_signed() >= 0)
-    }
-
-    /// A new turn starts at `seq` (`None`: at the next segment seen).
-    fn restart(&mut self, seq: Option<u32>) {
-        *self = Self {
-            next_seq: seq,
-            ..Self::default()
-        };
-    }
-}
 
 /// A TLS alert and who sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,8 +32,8 @@ pub struct SeenAlert {
 /// What the first bytes of a connection said.
 #[derive(Debug, Default)]
 pub struct App {
-    inb: Stream,
-    out: Stream,
+    pub(super) inb: Stream,
+    pub(super) out: Stream,
     pub client_hello: Option<tls::ClientHello>,
     pub client_hello_ns: Option<u64>,
     pub server_hello: Option<tls::ServerHello>,
@@ -114,7 +56,7 @@ pub struct App {
     pub out_segments: u32,
     /// Origin payload bytes delivered, retransmissions included (the kernel
     /// charges those to the snapshot budget too).
-    out_delivered: usize,
+    pub(super) out_delivered: usize,
     /// TLS: which encrypted records are the request and the response.
     pub records: Records,
     /// Requests seen on the connection: the current turn's index once its
@@ -142,8 +84,13 @@ impl App {
     /// The current turn's request was answered (a first response byte; not
     /// an interim `100 Continue`).
     pub fn answered(&self) -> bool {
-        let interim = matches!(&self.response, Some(http::Response::Head(h)) if h.status < 200);
-        self.request_ns.is_some() && self.first_out_ns.is_some() && !interim
+        let after_request = matches!(
+            (self.request_ns, self.first_out_ns),
+            (Some(request), Some(first)) if first >= request
+        );
+        // Over plain HTTP only a final response head answers (not a
+        // `100 Continue`); over TLS the response's first record does.
+        after_request && (self.is_tls() || self.response.is_some())
     }
 
     /// Whether an edge segment starts the next turn: new bytes after the
@@ -223,6 +170,16 @@ impl App {
                 return out;
             }
             self.read_in(ts_ns, keep_path, &mut out);
+            // A later turn that began with bytes that are no request (the
+            // rest of a body the origin answered early): wait for the next
+            // segment to start one.
+            if self.requests > 0
+                && self.request.is_none()
+                && !self.is_tls()
+                && !http::could_start_request(&self.inb.buf)
+            {
+                self.inb.restart(None);
+            }
         }
         out
     }
@@ -304,7 +261,7 @@ impl App {
 
     /// How this connection's encrypted records can be told apart, once its
     /// `ServerHello` was seen.
-    fn record_version(&self) -> Option<Version> {
+    pub(super) fn record_version(&self) -> Option<Version> {
         self.server_hello.as_ref().and_then(Version::of)
     }
 
@@ -375,6 +332,15 @@ impl App {
                     self.error_status = Some(h.status);
                 }
             }
+            // An interim response (100 Continue, 103 Early Hints): the
+            // final one follows it in the stream.
+            if let http::Response::Head(h) = &now {
+                if let (true, Some(n)) = (h.status < 200, h.header_bytes) {
+                    self.out.buf.drain(..n.min(self.out.buf.len()));
+                    self.response = None;
+                    return self.read_out(ts_ns, out);
+                }
+            }
             if !matches!(now, http::Response::Incomplete) {
                 self.response = Some(now);
             }
@@ -407,136 +373,6 @@ impl App {
             });
         }
     }
-
-    /// TLS 1.3 session tickets recognised among the origin's records.
-    pub fn tls_tickets(&self) -> usize {
-        self.record_version().map_or(0, |v| self.records.tickets(v))
-    }
-
-    /// A TLS connection whose response certainly started.
-    pub fn tls_answered(&self) -> bool {
-        self.is_tls()
-            && self
-                .record_version()
-                .and_then(|v| self.records.response(v))
-                .is_some_and(|r| r.certain)
-    }
-
-    /// The origin's bytes may no longer all be seen: a segment went
-    /// missing, or its snapshot budget is (nearly) spent (a certificate
-    /// chain may fill it before the response). Its silence then proves
-    /// nothing. The margin covers a packet too large for one snapshot
-    /// (8 chunks of 2 KiB, headers included): charged whole, seen in part.
-    pub fn origin_blind(&self) -> bool {
-        self.out.gap || self.out_delivered >= BLIND_AFTER
-    }
-
-    /// A response time that means what it says: not over TLS 1.3 when the
-    /// origin's tickets could not be told apart (a resumed session, a
-    /// `HelloRetryRequest`), where the "response" may be a ticket.
-    pub fn response_timing_reliable(&self) -> bool {
-        !matches!(
-            self.record_version(),
-            Some(Version::Tls13 {
-                two_tickets: false,
-                ..
-            })
-        )
-    }
-
-    /// TLS 1.3: the edge authenticated with a certificate and the origin
-    /// answered its handshake with an alert, no tickets: perhaps a refused
-    /// client certificate (`certificate_required`, encrypted), not an
-    /// application that closed.
-    pub fn tls_client_auth_refused(&self) -> bool {
-        self.records.edge_certificate && self.records.origin_alert && self.tls_tickets() == 0
-    }
-
-    /// The origin sent bytes before `seq` (the sequence number of its FIN or
-    /// RST) that were not seen: a snapshot lost, or the budget spent.
-    /// `isn` is the origin's initial sequence number, for a stream that
-    /// never had payload.
-    pub fn origin_sent_unseen(&self, seq: u32, isn: Option<u32>) -> bool {
-        let Some(next) = self.out.next_seq.or(isn.map(|i| i.wrapping_add(1))) else {
-            return false;
-        };
-        self.out.gap || seq.wrapping_sub(next).cast_signed() > 0
-    }
-
-    /// The response head is over Cloudflare's limit: (bytes, complete).
-    pub fn oversized_headers(&self) -> Option<(usize, bool)> {
-        match &self.response {
-            Some(http::Response::Head(h)) => match h.header_bytes {
-                Some(n) if n > HEADER_LIMIT => Some((n, true)),
-                None if h.seen_bytes > HEADER_LIMIT => Some((h.seen_bytes, false)),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// A complete, acceptable response head: the connection worked.
-    pub fn response_ok(&self) -> bool {
-        matches!(&self.response, Some(http::Response::Head(h)) if h.header_bytes.is_some_and(|n| n <= HEADER_LIMIT))
-    }
-
-    pub fn not_http(&self) -> bool {
-        matches!(self.response, Some(http::Response::NotHttp))
-    }
-
-    /// The finding's `tls` object.
-    pub fn tls_facts(&self) -> Option<TlsFacts> {
-        let ch = self.client_hello.as_ref()?;
-        Some(TlsFacts {
-            sni: ch.sni.clone(),
-            offered_versions: ch
-                .offered_versions
-                .iter()
-                .map(|v| tls::version_name(*v))
-                .collect(),
-            negotiated_version: self.server_hello.map(|s| tls::version_name(s.version)),
-            alert: self.alerts.first().map(|a| TlsAlert {
-                level: a.alert.level_name(),
-                description: a.alert.description_name(),
-                from: if a.from_origin {
-                    Side::Origin
-                } else {
-                    Side::Edge
-                },
-            }),
-        })
-    }
-
-    /// The finding's `http` object.
-    pub fn http_facts(&self) -> Option<HttpFacts> {
-        let Some(req) = self.request.as_ref() else {
-            // An encrypted request: what it asked and what came back is
-            // unknown, but a 520/524 always has this object.
-            return (self.is_tls() && self.request_ns.is_some()).then(|| HttpFacts {
-                request_index: self.request_index(),
-                ..HttpFacts::default()
-            });
-        };
-        let (status, header_bytes) = match &self.response {
-            Some(http::Response::Head(h)) => {
-                (Some(h.status), Some(h.header_bytes.unwrap_or(h.seen_bytes)))
-            }
-            _ => (None, None),
-        };
-        Some(HttpFacts {
-            method: Some(req.method.clone()),
-            status,
-            header_bytes,
-            path: req.path.clone(),
-            request_index: self.request_index(),
-        })
-    }
-
-    /// Which request on its connection the current turn carries (1 for the
-    /// first), once one was seen.
-    pub fn request_index(&self) -> Option<u32> {
-        (self.requests > 0).then_some(self.requests)
-    }
 }
 
 /// What the first bytes look like, for evidence: at most 8 characters, enough
@@ -555,65 +391,5 @@ fn printable(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn streams_reassemble_in_order_and_skip_retransmissions() {
-        let mut s = Stream::default();
-        assert!(s.add(100, b"GET "));
-        assert!(!s.add(100, b"GET "), "retransmission");
-        assert!(s.add(102, b"T / HTTP/1.1"), "overlap keeps the new part");
-        assert_eq!(s.buf, b"GET / HTTP/1.1");
-        assert!(!s.add(200, b"later"), "a gap stops the stream");
-        assert!(!s.add(114, b"\r\n"));
-        // Sequence numbers wrap.
-        let mut w = Stream::default();
-        assert!(w.add(u32::MAX - 1, b"ab"));
-        assert!(w.add(0, b"cd"));
-        assert_eq!(w.buf, b"abcd");
-    }
-
-    #[test]
-    fn http_request_and_response_heads() {
-        let mut a = App::default();
-        let ev = a.on_payload(
-            1,
-            false,
-            (1, 0),
-            b"GET /x?secret=1 HTTP/1.1\r\nHost: h\r\n\r\n",
-            true,
-        );
-        assert_eq!(ev.len(), 1);
-        assert_eq!(a.request.as_ref().unwrap().path.as_deref(), Some("/x"));
-        a.on_payload(
-            2,
-            true,
-            (1, 0),
-            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            false,
-        );
-        assert!(a.response_ok());
-        let http = serde_json::to_value(a.http_facts().unwrap()).unwrap();
-        assert_eq!(http["status"], 200);
-        assert!(!http.to_string().contains("secret"));
-    }
-
-    #[test]
-    fn a_huge_header_block_is_measured() {
-        let mut a = App::default();
-        a.on_payload(1, false, (1, 0), b"GET / HTTP/1.1\r\n\r\n", false);
-        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
-        while head.len() < 17_000 {
-            head.extend_from_slice(
-                b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
-            );
-        }
-        for (i, chunk) in head.chunks(1448).enumerate() {
-            let seq = 1 + u32::try_from(i * 1448).unwrap();
-            a.on_payload(2, true, (seq, 0), chunk, false);
-        }
-        let (n, complete) = a.oversized_headers().unwrap();
-        assert!(n > HEADER_LIMIT && !complete);
-    }
-}
+#[path = "payload_tests.rs"]
+mod tests;

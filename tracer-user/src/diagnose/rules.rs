@@ -204,7 +204,7 @@ fn no_response(f: &FlowState, response_timed_out: bool) -> Option<Cause> {
     // The edge gave up first (its own timeout, shorter than the response
     // timeout): a close or reset after that is no answer refused.
     if f.edge_closed_first {
-        return None;
+        return response_timed_out.then_some(Cause::ResponseTimeout);
     }
     if f.rst_out_late {
         return (!unseen(f.rst_out_seq)).then_some(Cause::ResetAfterRequest);

@@ -198,9 +198,17 @@ fn a_request_the_origin_never_acknowledges_is_request_unacked() {
         ack_timeout_ns: 1_000 * MS,
         ..cfg()
     };
-    // The edge resends its request: the origin did not take it.
+    // The edge resends its request (twice: one may be a tail-loss probe):
+    // the origin did not take it.
     let mut resent = Wire::new(1).edge(REQ).events;
     resent.push(payload(300, 1, false, 1, REQ));
+    let (f, _) = run_with(quick.clone(), &resent, 3_000);
+    assert_eq!(
+        f[0].cause,
+        Cause::ResponseTimeout,
+        "one resend proves nothing: {f:#?}"
+    );
+    resent.push(payload(700, 1, false, 1, REQ));
     let (f, _) = run_with(quick.clone(), &resent, 3_000);
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(
@@ -233,4 +241,58 @@ fn a_reset_after_the_edge_gave_up_is_not_a_520() {
         .origin_closes(K::RstOut);
     let (f, _) = run(&events, 3_000);
     assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn an_interim_100_continue_is_skipped_for_the_final_response() {
+    let post = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n";
+    let cont = b"HTTP/1.1 100 Continue\r\n\r\n";
+    // The final response is a 502, after the 100 in the same stream.
+    let events = Wire::new(1)
+        .edge(post)
+        .origin(cont)
+        .edge(b"body")
+        .origin(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+        .edge(REQ)
+        .origin_closes(K::FinOut);
+    let (f, _) = run(&events, 3_000);
+    let got: Vec<(Cause, serde_json::Value)> = f.iter().map(|f| (f.cause, index(f))).collect();
+    assert_eq!(
+        got,
+        [
+            (Cause::OriginErrorStatus, 1.into()),
+            (Cause::ClosedWithoutResponse, 2.into())
+        ],
+        "the body is no new request; the request after the 502 is the second: {f:#?}"
+    );
+}
+
+#[test]
+fn an_edge_closing_at_its_own_response_timer_is_a_response_timeout() {
+    // The edge gave up 1.9 s into a 2 s response timeout: its own timer.
+    let events = Wire::new(1)
+        .edge(REQ)
+        .wait(1_900)
+        .origin_sends(K::FinIn)
+        .origin_closes(K::RstOut);
+    let f = single(&events, 3_000);
+    assert_eq!(f.cause, Cause::ResponseTimeout, "{f:#?}");
+}
+
+#[test]
+fn a_body_after_an_early_answer_does_not_blind_the_connection() {
+    // The origin answers 413 while the edge still uploads; the rest of the
+    // body, then a new request that gets no answer.
+    let events = answered(1, 1)
+        .edge(b"PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .origin(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+        .edge(b"67890")
+        .edge(REQ)
+        .origin_closes(K::FinOut);
+    let f = single(&events, 3_000);
+    assert_eq!(
+        (f.cause, index(&f)),
+        (Cause::ClosedWithoutResponse, 3.into()),
+        "{f:#?}"
+    );
 }

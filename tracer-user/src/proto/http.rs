@@ -25,6 +25,17 @@ pub struct Request {
     pub version: Option<String>,
 }
 
+/// Whether `data` may be the start of a request line: a method token so
+/// far (uppercase, digits, `-`, `_`), then a space if it came.
+pub fn could_start_request(data: &[u8]) -> bool {
+    let token = data
+        .iter()
+        .take(MAX_METHOD_LEN + 1)
+        .take_while(|&&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        .count();
+    token <= MAX_METHOD_LEN && data.get(token).is_none_or(|&b| b == b' ' && token > 0)
+}
+
 /// Reads the request line at the start of `data`. `None` if it is not an
 /// HTTP/1.x request line (or too little of it to tell: less than the method
 /// and the space after it). With `keep_path` false the path is never read.

@@ -1,6 +1,8 @@
 //! Unit tests of the HTTP/1.x request-line and response-head parsers.
 
-use super::http::{parse_request, parse_response, Request, Response, ResponseHead};
+use super::http::{
+    could_start_request, parse_request, parse_response, Request, Response, ResponseHead,
+};
 
 fn head(data: &[u8]) -> ResponseHead {
     match parse_response(data) {
@@ -190,5 +192,36 @@ fn every_prefix_of_a_response_is_sane() {
             assert_eq!(r.method, "GET");
             assert!(r.path.is_none_or(|p| p == "/a/b"), "prefix {n}");
         }
+    }
+}
+
+#[test]
+fn what_could_start_a_request() {
+    for yes in [
+        &b""[..],
+        b"G",
+        b"GET",
+        b"GET ",
+        b"GET /x HTTP/1.1\r\n",
+        b"M-SEARCH *",
+    ] {
+        assert!(
+            could_start_request(yes),
+            "{:?}",
+            String::from_utf8_lossy(yes)
+        );
+    }
+    for no in [
+        &b"body"[..],
+        b"{\"a\":1}",
+        b" GET",
+        b"\x16\x03\x01",
+        b"get /",
+    ] {
+        assert!(
+            !could_start_request(no),
+            "{:?}",
+            String::from_utf8_lossy(no)
+        );
     }
 }
