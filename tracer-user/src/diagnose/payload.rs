@@ -52,8 +52,6 @@ pub struct App {
     /// Edge bytes after the `ServerHello` (a TLS 1.3 client's Finished is
     /// more than an encrypted alert).
     pub in_after_server_hello: usize,
-    /// Origin payload after its first flight was seen.
-    pub out_segments: u32,
     /// Origin payload bytes delivered, retransmissions included (the kernel
     /// charges those to the snapshot budget too).
     pub(super) out_delivered: usize,
@@ -108,7 +106,6 @@ impl App {
         self.request_ns = None;
         self.first_out_ns = None;
         self.response = None;
-        self.out_segments = 0;
         self.out_delivered = 0;
         self.in_retransmits = 0;
         self.out_after_request = 0;
@@ -141,7 +138,6 @@ impl App {
             self.next_turn(seq, ack);
         }
         if outbound {
-            self.out_segments += 1;
             self.out_after_request += u32::from(self.request_ns.is_some());
             self.out_delivered += bytes.len();
             if self.first_out_ns.is_none() && !self.is_tls() {
