@@ -40,6 +40,9 @@ pub mod kind {
     /// A [`super::Snapshot`]: bytes of a packet of a tracked flow, as the TC
     /// programs saw it; `aux0` = 1 when it travelled origin -> edge.
     pub const PACKET: u32 = 14;
+    /// A [`super::History`]: what the kernel kept of a quiet flow, sent once,
+    /// just before the first event userspace gets of it.
+    pub const HISTORY: u32 = 15;
 }
 
 /// Address family tags used in [`RawEvent::family`].
@@ -214,7 +217,9 @@ pub struct Settings {
     pub snap_budget_in: u32,
     /// Snapshot budget per flow, origin -> edge, in bytes.
     pub snap_budget_out: u32,
-    pub _pad: u32,
+    /// 1: healthy connections stay in the kernel (see [`FlowValue`]); 0:
+    /// every flow is loud from its SYN (`--write-pcap`, `--events all`).
+    pub quiet: u32,
 }
 
 /// Values of [`Settings::snapshots`].
@@ -267,7 +272,20 @@ pub struct SnapArgs {
     pub ingress: u32,
     /// 1: remove the flow afterwards (a RST ended it).
     pub remove: u32,
+    /// The segment's acknowledgement number (host order).
+    pub ack: u32,
+    /// 1: the segment also carries a FIN.
+    pub fin: u32,
     pub _pad: u32,
+}
+
+/// Slots of the TC programs' jump table (`SNAP_PROGS`), set by the agent.
+pub mod prog_slot {
+    /// [`super::names::TC_SNAPSHOT`].
+    pub const SNAPSHOT: u32 = 0;
+    /// [`super::names::TC_TURN`].
+    pub const TURN: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Key of the per-flow LRU map (`FLOWS`): the edge's 4-tuple.
@@ -289,7 +307,30 @@ pub mod flow_state {
     pub const ESTABLISHED: u32 = 2;
 }
 
-/// Value of the per-flow LRU map.
+/// Bits of [`FlowValue::flags`].
+pub mod flow_flag {
+    /// Userspace follows the flow: every event of it goes out (a flow is
+    /// quiet until something about it may be a failure, then loud for good).
+    pub const LOUD: u32 = 1;
+    /// A request came in and no response byte went out yet.
+    pub const WAITING: u32 = 2;
+    /// The origin sent its FIN (`fin_out_ns`, `fin_out_seq`).
+    pub const FIN_OUT: u32 = 4;
+    /// The edge sent its FIN (`fin_in_ns`).
+    pub const FIN_IN: u32 = 8;
+    /// The handshake was counted healthy in the kernel
+    /// ([`counter::HANDSHAKES`]): userspace must not count it again.
+    pub const COUNTED: u32 = 16;
+}
+
+/// Bytes of each request's head the kernel keeps while it waits for the
+/// response (its request line, for a finding's `http` object).
+pub const HEAD_BYTES: usize = 128;
+
+/// Value of the per-flow LRU map. A quiet flow's story is kept here, not
+/// sent: healthy handshakes and request/response turns are counted and
+/// timed in the kernel ([`counter`], `HIST`). When something may be a
+/// failure, the value goes out once as a [`History`] and the flow is loud.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowValue {
@@ -303,6 +344,113 @@ pub struct FlowValue {
     /// budgets start afresh (each request's head and its response's are
     /// seen, not only the first ones of the connection).
     pub answered: u32,
+    /// [`flow_flag`] bits.
+    pub flags: u32,
+    /// Requests answered healthy in the kernel.
+    pub turns: u32,
+    /// The edge's initial sequence number.
+    pub isn: u32,
+    /// The origin's (from its SYN-ACK).
+    pub origin_isn: u32,
+    /// `bpf_ktime_get_ns()` of the edge's SYN, the SYN-ACK, the handshake's
+    /// ACK, the origin's FIN, the edge's FIN, the current request (0: not
+    /// seen).
+    pub syn_ns: u64,
+    pub synack_ns: u64,
+    pub ack_ns: u64,
+    pub fin_out_ns: u64,
+    pub fin_in_ns: u64,
+    pub req_ns: u64,
+    pub fin_out_seq: u32,
+    /// Sequence number of the current request's first byte.
+    pub req_seq: u32,
+    /// What that segment acknowledged: where the response begins.
+    pub req_ack: u32,
+    /// The edge's next sequence number after the request bytes seen.
+    pub in_next: u32,
+    /// Interface of the SYN.
+    pub ifindex: u32,
+    /// Valid bytes in `head`.
+    pub head_len: u32,
+    /// The current request's first bytes.
+    pub head: [u8; HEAD_BYTES],
+}
+
+impl FlowValue {
+    pub const fn new(flags: u32) -> Self {
+        Self {
+            state: flow_state::SYN_SEEN,
+            snap_in: 0,
+            snap_out: 0,
+            answered: 0,
+            flags,
+            turns: 0,
+            isn: 0,
+            origin_isn: 0,
+            syn_ns: 0,
+            synack_ns: 0,
+            ack_ns: 0,
+            fin_out_ns: 0,
+            fin_in_ns: 0,
+            req_ns: 0,
+            fin_out_seq: 0,
+            req_seq: 0,
+            req_ack: 0,
+            in_next: 0,
+            ifindex: 0,
+            head_len: 0,
+            head: [0; HEAD_BYTES],
+        }
+    }
+}
+
+/// A quiet flow turned loud: `head.kind` is [`kind::HISTORY`], `head` names
+/// the flow, `value` is what the kernel kept of it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct History {
+    pub head: RawEvent,
+    pub value: FlowValue,
+}
+
+/// Latency histograms (per-CPU array `HIST`, [`HIST_BUCKETS`] per measure).
+pub mod measure {
+    /// The edge's SYN to the origin's SYN-ACK.
+    pub const SYN_TO_SYNACK: u32 = 0;
+    /// A request's first byte in to its response's first byte out.
+    pub const REQUEST_TO_FIRST_BYTE: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// Buckets per histogram: four per power of two of microseconds, up to
+/// 2^32 us.
+pub const HIST_BUCKETS: u32 = 128;
+
+/// The bucket of a latency in microseconds: values under 4 have their own;
+/// above, bucket `4 * log2(us) + the next two bits` (within 19% of the
+/// value).
+#[inline(always)]
+pub fn hist_bucket(us: u64) -> u32 {
+    if us < 4 {
+        return us as u32;
+    }
+    let msb = 63 - us.leading_zeros();
+    let sub = ((us >> (msb - 2)) & 3) as u32;
+    let b = msb * 4 + sub;
+    if b >= HIST_BUCKETS {
+        HIST_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+/// The smallest latency (us) of a bucket and the bucket's width.
+pub fn hist_bucket_range(bucket: u32) -> (u64, u64) {
+    if bucket < 4 {
+        return (u64::from(bucket), 1);
+    }
+    let (msb, sub) = (bucket / 4, u64::from(bucket % 4));
+    ((4 + sub) << (msb - 2), 1 << (msb - 2))
 }
 
 /// Indexes into the per-CPU `COUNTERS` array.
@@ -313,7 +461,13 @@ pub mod counter {
     pub const READ_ERRORS: u32 = 1;
     /// New flows that could not be recorded in the LRU flow map.
     pub const FLOW_INSERT_ERRORS: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// Handshakes completed by quiet flows (healthy, counted here only).
+    pub const HANDSHAKES: u32 = 3;
+    /// Requests answered healthy on quiet flows (counted here only).
+    pub const REQUESTS: u32 = 4;
+    /// Quiet flows that turned loud (a [`super::History`] went out).
+    pub const LOUD_FLOWS: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Map and program names, shared so that neither side spells them twice.
@@ -330,6 +484,7 @@ pub mod names {
     pub const FLOWS: &str = "FLOWS";
     pub const SNAP_ARGS: &str = "SNAP_ARGS";
     pub const SNAP_PROGS: &str = "SNAP_PROGS";
+    pub const HIST: &str = "HIST";
     /// Program names start with this prefix, so that stale netlink filters of
     /// ours can be found and removed (`BPF_OBJ_NAME_LEN` is 16).
     pub const PROG_PREFIX: &str = "otr_";
@@ -337,6 +492,8 @@ pub mod names {
     pub const TC_EGRESS: &str = "otr_tc_egress";
     /// Tail-called by both TC programs: verified once, on its own.
     pub const TC_SNAPSHOT: &str = "otr_tc_snapshot";
+    /// Tail-called for payload of quiet flows: judges each turn.
+    pub const TC_TURN: &str = "otr_tc_turn";
     pub const TP_KFREE_SKB: &str = "otr_kfree_skb";
     pub const TP_SEND_RESET: &str = "otr_send_reset";
     pub const TP_RECV_RESET: &str = "otr_recv_reset";
@@ -360,4 +517,5 @@ mod user {
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::Snapshot {}
     unsafe impl aya::Pod for super::SnapArgs {}
+    unsafe impl aya::Pod for super::History {}
 }

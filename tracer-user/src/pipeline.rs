@@ -116,6 +116,31 @@ impl Pipeline {
         self.diag.on_event(&Event::Flow(ev));
     }
 
+    /// The events a quiet flow's history stands for: one kernel event
+    /// (event lines are for `--events all`, which keeps every flow loud);
+    /// its request's first bytes only when payload events are wanted.
+    pub fn on_history(&mut self, events: Vec<FlowEvent>, payload: bool) {
+        self.counts.events_received += 1;
+        let Some(flow) = events.first().map(|e| e.flow) else {
+            return;
+        };
+        for ev in events {
+            if payload || !matches!(ev.kind, crate::source::event::FlowEventKind::Payload { .. }) {
+                self.diag.on_event(&Event::Flow(ev));
+            }
+        }
+        self.diag.replayed(&flow);
+    }
+
+    /// A kernel record that could not be decoded: counted, the first logged.
+    pub fn undecodable(&mut self, e: &dyn std::fmt::Display) {
+        self.counts.events_received += 1;
+        if self.counts.decode_errors == 0 {
+            tracing::warn!("undecodable kernel record: {e}");
+        }
+        self.counts.decode_errors += 1;
+    }
+
     /// A payload event: not counted as a kernel event, never an event line.
     pub fn on_payload(&mut self, ev: FlowEvent) {
         self.diag.on_event(&Event::Flow(ev));
@@ -139,6 +164,12 @@ impl Pipeline {
         if let Some(e) = &mut self.evidence {
             e.add(snap);
         }
+    }
+
+    /// What the kernel counted of quiet connections, at the end of a run.
+    pub fn add_kernel_counts(&mut self, k: crate::output::line::InKernel, hist: &[Vec<u64>]) {
+        self.diag.add_kernel_counts(k.handshakes, k.requests, hist);
+        self.counts.in_kernel = Some(k);
     }
 
     /// The kernel lost `lost_total` records so far: say so once per rise.

@@ -17,7 +17,7 @@ use crate::{
     cli::Settings,
     clock::{monotonic_ns, WallClock},
     output::{
-        line::{AttachMode, Line, Source},
+        line::{AttachMode, InKernel, Line, Source},
         lines::{self, Attached},
         pcap::PcapEvidence,
         summary::Extra,
@@ -27,6 +27,7 @@ use crate::{
         self, attach,
         btf::Btf,
         procnet::OverflowPoller,
+        quiet as attach_quiet,
         records::{self, KernelNames},
         snapshots::Snapshots,
     },
@@ -82,7 +83,8 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
         snapshots: Snapshots::default(),
         payload: !s.no_payload,
     };
-    let (mut last_poll, mut last_loss_check) = (started, started);
+    let (mut last_poll, mut last_loss_check, mut last_sweep) = (started, started, started);
+    let (sweep_every, waits) = sweep_plan(&s);
 
     loop {
         tokio::select! {
@@ -106,6 +108,12 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                         p.on_overflow(o);
                     }
                 }
+                if now - last_sweep >= sweep_every {
+                    last_sweep = now;
+                    for h in kernel.quiet.take_overdue(now, waits) {
+                        r.history(&h, &mut p);
+                    }
+                }
                 p.decide(now);
                 if now - last_loss_check >= CHECK_LOSS_NS {
                     last_loss_check = now;
@@ -120,6 +128,21 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
 
     shut_down(p, &mut r, kernel, ring, started);
     Ok(())
+}
+
+/// How often the flow map is swept for quiet flows past their deadline
+/// (a quarter of the shorter timeout, 100 ms to 5 s), and how long they may
+/// wait: taken over one sweep before the deadline, the diagnoser decides
+/// them on time.
+fn sweep_plan(s: &Settings) -> (u64, attach_quiet::Waits) {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let (syn, response) = (ns(s.syn_timeout), ns(s.response_timeout));
+    let every = (syn.min(response) / 4).clamp(100_000_000, 5_000_000_000);
+    let waits = attach_quiet::Waits {
+        handshake_ns: syn.saturating_sub(every),
+        request_ns: response.saturating_sub(every),
+    };
+    (every, waits)
 }
 
 /// The pipeline, with the evidence file and cert checks the flags ask for.
@@ -203,6 +226,14 @@ fn shut_down(
     p.settle(now);
     let counters = kernel.counters();
     p.report_loss(counters[counter::RINGBUF_LOST as usize], now);
+    p.add_kernel_counts(
+        InKernel {
+            handshakes: counters[counter::HANDSHAKES as usize],
+            requests: counters[counter::REQUESTS as usize],
+            handed_over: counters[counter::LOUD_FLOWS as usize],
+        },
+        &kernel.quiet.histograms(),
+    );
     drop(ring);
     kernel.detach();
     if p.counts.decode_errors > 0 {
@@ -232,7 +263,15 @@ impl Reader {
         p: &mut Pipeline,
     ) {
         while let Some(item) = ring.next() {
+            if records::is_history(&item) {
+                match records::read_history(&item) {
+                    Ok(h) => self.history(&h, p),
+                    Err(e) => p.undecodable(&e),
+                }
+                continue;
+            }
             if records::is_snapshot(&item) {
+                p.counts.snapshots_received += 1;
                 if let Ok(snap) = records::decode_snapshot(&item) {
                     if self.payload {
                         if let Some(ev) = self.snapshots.payload_event(&snap) {
@@ -245,14 +284,17 @@ impl Reader {
             }
             match records::read_raw(&item).and_then(|raw| records::decode(&raw, names)) {
                 Ok(ev) => p.on_event(ev),
-                Err(e) => {
-                    p.counts.events_received += 1;
-                    if p.counts.decode_errors == 0 {
-                        tracing::warn!("undecodable kernel record: {e}");
-                    }
-                    p.counts.decode_errors += 1;
-                }
+                Err(e) => p.undecodable(&e),
             }
+        }
+    }
+
+    /// A quiet flow's history (from the ring, or taken over from the map):
+    /// one kernel event, the events it stands for into the diagnoser.
+    fn history(&mut self, h: &tracer_ebpf::History, p: &mut Pipeline) {
+        match records::decode_history(h) {
+            Ok(events) => p.on_history(events, self.payload),
+            Err(e) => p.undecodable(&e),
         }
     }
 }

@@ -1,20 +1,25 @@
 //! The TC programs on synthetic frames through `BPF_PROG_TEST_RUN` (root):
-//! matching segments become events, everything else (other sources, other
-//! ports, non-IP, truncated or malformed headers) passes untouched and silent.
+//! matching segments become events (every one with `--events all`; by
+//! default only those of a flow that may be failing, after its history),
+//! everything else (other sources, other ports, non-IP, truncated or
+//! malformed headers) passes untouched and silent.
 
 use aya::{
-    maps::{MapData, RingBuf},
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions},
     Ebpf,
 };
 use clap::Parser;
 use etherparse::PacketBuilder;
-use tracer_ebpf::{kind, RawEvent};
+use tracer_ebpf::{counter, flow_flag, kind, names, History, RawEvent};
 use tracer_user::{
     cli::Args,
     source::kernel::{
         attach::load_configured,
-        records::{decode_snapshot, is_snapshot, read_raw, KernelNames, PacketSnap},
+        records::{
+            decode_snapshot, is_history, is_snapshot, read_history, read_raw, KernelNames,
+            PacketSnap,
+        },
     },
 };
 
@@ -42,11 +47,14 @@ struct Rig {
     ring: RingBuf<MapData>,
     /// Packet snapshots seen so far.
     snaps: Vec<PacketSnap>,
+    /// Histories of quiet flows turned loud, seen so far.
+    histories: Vec<History>,
 }
 
 impl Rig {
+    /// Every flow loud: each matching segment is an event.
     fn new() -> Self {
-        Self::with(&[])
+        Self::with(&["--events", "all"])
     }
 
     fn with(extra: &[&str]) -> Self {
@@ -63,7 +71,7 @@ impl Rig {
         let args = Args::try_parse_from(command_line).unwrap();
         let mut ebpf =
             load_configured(&args.resolve().unwrap(), &[], &KernelNames::default()).unwrap();
-        for name in ["otr_tc_ingress", "otr_tc_egress"] {
+        for name in [names::TC_INGRESS, names::TC_EGRESS] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
             p.load().unwrap();
         }
@@ -72,7 +80,15 @@ impl Rig {
             ebpf,
             ring,
             snaps: Vec::new(),
+            histories: Vec::new(),
         }
+    }
+
+    /// A per-CPU counter of the programs, summed.
+    fn counter(&self, index: u32) -> u64 {
+        let counters: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(names::COUNTERS).unwrap()).unwrap();
+        counters.get(&index, 0).unwrap().iter().sum()
     }
 
     /// Run a program on a frame; assert it passed the frame on unchanged and
@@ -97,7 +113,10 @@ impl Rig {
         );
         let mut events = Vec::new();
         while let Some(item) = self.ring.next() {
-            if is_snapshot(&item) {
+            if is_history(&item) {
+                self.histories.push(read_history(&item).unwrap());
+                events.push(read_raw(&item).unwrap());
+            } else if is_snapshot(&item) {
                 self.snaps.push(decode_snapshot(&item).unwrap());
             } else {
                 events.push(read_raw(&item).unwrap());
@@ -326,4 +345,159 @@ fn snapshots_carry_whole_packets_within_the_flow_budget() {
     let before = rig.snaps.len();
     rig.run("otr_tc_ingress", &data4(41_999, 100));
     assert_eq!(rig.snaps.len(), before);
+}
+
+/// A segment of an edge connection on port 443 with its numbers and payload.
+fn seg(out: bool, port: u16, (seq, ack): (u32, u32), flags: &str, payload: &[u8]) -> Vec<u8> {
+    let (src, dst, sport, dport) = if out {
+        (ORIGIN4, EDGE4, 443, port)
+    } else {
+        (EDGE4, ORIGIN4, port, 443)
+    };
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, seq, 64_240);
+    let b = if flags.contains('S') { b.syn() } else { b };
+    let b = if flags.contains('A') { b.ack(ack) } else { b };
+    let b = if flags.contains('R') { b.rst() } else { b };
+    let b = if flags.contains('F') { b.fin() } else { b };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn len32(b: &[u8]) -> u32 {
+    u32::try_from(b.len()).unwrap()
+}
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Handshake on `port`: the edge's ISN 1000, the origin's 5000.
+fn connect(rig: &mut Rig, port: u16) -> Vec<RawEvent> {
+    let mut ev = rig.run(names::TC_INGRESS, &seg(false, port, (1000, 0), "S", &[]));
+    ev.extend(rig.run(names::TC_EGRESS, &seg(true, port, (5000, 1001), "SA", &[])));
+    ev.extend(rig.run(names::TC_INGRESS, &seg(false, port, (1001, 5001), "A", &[])));
+    ev
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn quiet_flows_say_nothing_until_they_may_fail() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let mut rig = Rig::with(&[]);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let req_end = 1001 + len32(REQUEST);
+    // A healthy handshake and a healthy request: not one record.
+    let mut quiet = connect(&mut rig, 42_000);
+    quiet.extend(rig.run(
+        names::TC_INGRESS,
+        &seg(false, 42_000, (1001, 5001), "AP", REQUEST),
+    ));
+    quiet.extend(rig.run(
+        names::TC_EGRESS,
+        &seg(true, 42_000, (5001, req_end), "AP", ok),
+    ));
+    assert!(quiet.is_empty() && rig.snaps.is_empty(), "{quiet:?}");
+    assert_eq!(rig.counter(counter::HANDSHAKES), 1);
+    assert_eq!(rig.counter(counter::REQUESTS), 1);
+
+    // The next request is answered 503: the history, then the response.
+    let next = seg(false, 42_000, (req_end, 5001 + len32(ok)), "AP", REQUEST);
+    assert!(rig.run(names::TC_INGRESS, &next).is_empty());
+    let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+    let ev = rig.run(
+        names::TC_EGRESS,
+        &seg(true, 42_000, (5001 + len32(ok), 0), "AP", busy),
+    );
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].kind, kind::HISTORY);
+    let h = rig.histories[0].value;
+    assert_eq!(
+        (h.turns, h.isn, h.origin_isn, h.req_seq),
+        (1, 1000, 5000, req_end)
+    );
+    assert!(h.flags & flow_flag::WAITING != 0 && h.flags & flow_flag::COUNTED != 0);
+    assert_eq!(&h.head[..h.head_len as usize], REQUEST);
+    assert!(h.syn_ns <= h.synack_ns && h.synack_ns <= h.ack_ns && h.ack_ns <= h.req_ns);
+    assert_eq!(rig.snaps.len(), 1, "the 503 itself");
+    assert_eq!(
+        rig.counter(counter::REQUESTS),
+        1,
+        "a 503 is not a healthy request"
+    );
+    // Loud from now on: its FIN is an event.
+    let fin = rig.run(names::TC_EGRESS, &seg(true, 42_000, (6000, 0), "AF", &[]));
+    assert_eq!(
+        fin.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [kind::ORIGIN_FIN]
+    );
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn resets_resends_and_tls_turn_quiet_flows_loud() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let mut rig = Rig::with(&[]);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let req_end = 1001 + len32(REQUEST);
+    // A reset while a request waits: history, then the reset.
+    connect(&mut rig, 42_001);
+    rig.run(
+        names::TC_INGRESS,
+        &seg(false, 42_001, (1001, 5001), "AP", REQUEST),
+    );
+    let ev = rig.run(names::TC_EGRESS, &seg(true, 42_001, (5001, 0), "RA", &[]));
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [kind::HISTORY, kind::ORIGIN_RST]
+    );
+    // The same SYN again: the edge had no answer; a reset of a flow whose
+    // SYN was never seen says nothing.
+    rig.run(names::TC_INGRESS, &seg(false, 42_002, (7000, 0), "S", &[]));
+    let again = rig.run(names::TC_INGRESS, &seg(false, 42_002, (7000, 0), "S", &[]));
+    assert_eq!(
+        again.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [kind::HISTORY, kind::EDGE_SYN]
+    );
+    assert!(rig
+        .run(names::TC_EGRESS, &seg(true, 42_999, (1, 0), "RA", &[]))
+        .is_empty());
+    // TLS is read in userspace from its first record.
+    connect(&mut rig, 42_003);
+    let hello = [0x16, 3, 1, 0, 4, 1, 0, 0, 0];
+    let ev = rig.run(
+        names::TC_INGRESS,
+        &seg(false, 42_003, (1001, 5001), "AP", &hello),
+    );
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [kind::HISTORY]
+    );
+    assert_eq!(
+        rig.snaps.last().map(|s| s.data.len()),
+        Some(54 + hello.len())
+    );
+    // Both sides closing an answered connection: it is forgotten, quietly.
+    connect(&mut rig, 42_004);
+    rig.run(
+        names::TC_INGRESS,
+        &seg(false, 42_004, (1001, 5001), "AP", REQUEST),
+    );
+    rig.run(
+        names::TC_EGRESS,
+        &seg(true, 42_004, (5001, req_end), "AFP", ok),
+    );
+    let close = rig.run(
+        names::TC_INGRESS,
+        &seg(false, 42_004, (req_end, 0), "AF", &[]),
+    );
+    assert!(close.is_empty(), "{close:?}");
+    assert_eq!(rig.counter(counter::REQUESTS), 1);
+    assert_eq!(rig.counter(counter::LOUD_FLOWS), 3);
 }

@@ -77,7 +77,8 @@ pub(crate) fn sample_summary(findings: u64) -> Value {
     counts.insert("no_listener".to_owned(), json!(findings));
     json!({"type": "summary", "schema_version": 1, "ts": TS, "duration_ms": 1000,
         "findings": counts,
-        "findings_total": findings, "healthy_handshakes": 3, "events_received": 9,
+        "findings_total": findings, "healthy_handshakes": 3, "healthy_requests": 2,
+        "events_received": 9, "snapshots_received": 4,
         "events_lost": 0, "kernel_read_errors": 0, "flows_untracked": 0, "flows_evicted": 0,
         "pending_at_exit": 0,
         "timing": {"syn_to_synack": {"count": 3, "p50_us": 40, "p90_us": 55, "p99_us": 60},

@@ -1,5 +1,6 @@
 //! Maps shared by every program, plus the small helpers that consult them:
-//! the edge filter (LPM tries + port set) and the event emitter.
+//! the edge filter (LPM tries + port set), the event emitter, and a quiet
+//! flow's two ways out (counted healthy, or turned loud with its history).
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
@@ -9,8 +10,9 @@ use aya_ebpf::{
     },
 };
 use tracer_ebpf::{
-    counter, DropLayout, FlowKey, FlowValue, RawEvent, Settings, SnapArgs, Snapshot, TpLayout,
-    FAMILY_V4, FLOW_CAPACITY, RINGBUF_BYTES,
+    counter, flow_flag, hist_bucket, kind, prog_slot, DropLayout, FlowKey, FlowValue, History,
+    RawEvent, Settings, SnapArgs, Snapshot, TpLayout, FAMILY_V4, FLOW_CAPACITY, HIST_BUCKETS,
+    RINGBUF_BYTES,
 };
 
 #[map]
@@ -33,17 +35,25 @@ pub static DROP_LAYOUT: Array<DropLayout> = Array::with_max_entries(1, 0);
 pub static IFACE_L2: HashMap<u32, u32> = HashMap::with_max_entries(1_024, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+/// Latency histograms of quiet flows: `measure * HIST_BUCKETS + bucket`.
+#[map]
+pub static HIST: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(tracer_ebpf::measure::COUNT * HIST_BUCKETS, 0);
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
-/// Slot 0: the snapshot program (`otr_tc_snapshot`), set by the agent.
+/// The programs the TC programs tail-call (see [`prog_slot`]).
 #[map]
-pub static SNAP_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static SNAP_PROGS: ProgramArray = ProgramArray::with_max_entries(prog_slot::COUNT, 0);
 /// The snapshot being built (one chunk), per CPU.
 #[map]
 pub static SNAP_BUF: PerCpuArray<Snapshot> = PerCpuArray::with_max_entries(1, 0);
-/// What a TC program hands the snapshot program it tail-calls.
+/// What a TC program hands the program it tail-calls.
 #[map]
 pub static SNAP_ARGS: PerCpuArray<SnapArgs> = PerCpuArray::with_max_entries(1, 0);
+/// A new flow or a history record being built, per CPU (too big for the
+/// stack next to the rest).
+#[map]
+pub static HISTORY_BUF: PerCpuArray<History> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn bump(index: u32) {
@@ -61,6 +71,12 @@ pub fn port_watched(port: u16) -> bool {
 #[inline(always)]
 fn all_sources() -> bool {
     matches!(SETTINGS.get(0), Some(s) if s.all_sources != 0)
+}
+
+/// Healthy flows stay in the kernel (else every flow is loud).
+#[inline(always)]
+pub fn quiet_mode() -> bool {
+    matches!(SETTINGS.get(0), Some(s) if s.quiet != 0)
 }
 
 /// Is `addr` (first 4 bytes for IPv4) inside the configured edge ranges?
@@ -94,13 +110,79 @@ pub fn wake_flags() -> u64 {
     }
 }
 
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 /// Stamp and send an event; a full ring buffer is counted, never silent.
 #[inline(always)]
 pub fn emit(ev: &mut RawEvent) {
-    // SAFETY: helper without preconditions.
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.ts_ns = now_ns();
     if EVENTS.output::<RawEvent>(&*ev, wake_flags()).is_err() {
         bump(counter::RINGBUF_LOST);
+    }
+}
+
+#[inline(always)]
+pub fn is_loud(flow: *const FlowValue) -> bool {
+    // SAFETY: LRU value pointer valid for this program run.
+    unsafe { (*flow).flags & flow_flag::LOUD != 0 }
+}
+
+/// Something about a quiet flow may be a failure: send what the kernel kept
+/// of it (once), so that userspace sees its whole story; it is loud from
+/// now on. `ev` names the flow.
+#[inline(always)]
+pub fn go_loud(flow: *mut FlowValue, ev: &RawEvent) {
+    if is_loud(flow) {
+        return;
+    }
+    // SAFETY: as in is_loud.
+    unsafe { (*flow).flags |= flow_flag::LOUD };
+    bump(counter::LOUD_FLOWS);
+    let Some(rec) = HISTORY_BUF.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's buffer; `flow` as above.
+    unsafe {
+        (*rec).head = *ev;
+        (*rec).head.kind = kind::HISTORY;
+        (*rec).head.ts_ns = now_ns();
+        (*rec).value = *flow;
+        if EVENTS.output::<History>(&*rec, wake_flags()).is_err() {
+            bump(counter::RINGBUF_LOST);
+        }
+    }
+}
+
+/// Record the edge's SYN as a new flow (loud from the start when `loud`).
+#[inline(always)]
+pub fn new_flow(key: &FlowKey, ev: &RawEvent, loud: bool) -> Option<*mut FlowValue> {
+    let rec = HISTORY_BUF.get_ptr_mut(0)?;
+    // SAFETY: this CPU's buffer, used as the new value's template.
+    unsafe {
+        let v = &mut (*rec).value;
+        *v = FlowValue::new(if loud { flow_flag::LOUD } else { 0 });
+        v.isn = ev.seq;
+        v.syn_ns = now_ns();
+        v.ifindex = ev.ifindex;
+        if FLOWS.insert(key, v, 0).is_err() {
+            bump(counter::FLOW_INSERT_ERRORS);
+        }
+    }
+    FLOWS.get_ptr_mut(key)
+}
+
+/// Count a latency of a healthy quiet flow in its histogram.
+#[inline(always)]
+pub fn observe(measure: u32, elapsed_ns: u64) {
+    let us = elapsed_ns / 1_000;
+    let index = measure * HIST_BUCKETS + hist_bucket(us);
+    if let Some(slot) = HIST.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
     }
 }
 

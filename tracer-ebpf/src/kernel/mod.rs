@@ -1,8 +1,11 @@
 //! Entry point of the kernel side: maps, the shared emit path and the programs.
 
 mod maps;
+mod quiet;
+mod snapshot;
 mod tc;
 mod tp;
+mod turn;
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -1,22 +1,22 @@
 //! TC programs (ingress and egress): pick the edge's SYN/ACK/RST/FIN and the
-//! origin's SYN-ACK/RST/FIN/ICMP-unreachable out of the packet stream. They
-//! only read packets and always return TC_ACT_UNSPEC: traffic is never
-//! dropped, delayed or altered.
+//! origin's SYN-ACK/RST/FIN/ICMP-unreachable out of the packet stream. A
+//! quiet flow's control segments are noted in its map value only; a loud
+//! flow's go out as events (see [`tracer_ebpf::FlowValue`]). They only read
+//! packets and always return TC_ACT_UNSPEC: traffic is never dropped,
+//! delayed or altered.
 
-use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
-    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
-    macros::classifier,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use tracer_ebpf::{
-    flow_state, kind, snapshot_mode, tcp_flag, FlowValue, RawEvent, SnapArgs, Snapshot, FAMILY_V4,
-    FAMILY_V6, SNAP_CHUNK, SNAP_CHUNKS_PER_PACKET,
+    flow_state, kind, prog_slot, snapshot_mode, tcp_flag, FlowKey, FlowValue, SnapArgs, FAMILY_V4,
+    FAMILY_V6,
 };
 
-use super::maps::{
-    blank_event, bump, emit, flow_key, is_edge, port_watched, wake_flags, EVENTS, FLOWS, IFACE_L2,
-    SETTINGS, SNAP_ARGS, SNAP_BUF, SNAP_PROGS,
+use super::{
+    maps::{
+        blank_event, emit, flow_key, go_loud, is_edge, is_loud, new_flow, now_ns, port_watched,
+        quiet_mode, FLOWS, IFACE_L2, SETTINGS, SNAP_ARGS, SNAP_PROGS,
+    },
+    quiet,
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -106,8 +106,6 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     let th: [u8; 20] = ctx.load(ip.l4).ok()?;
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
-    let flags = u32::from(th[13]);
     let (origin_port, edge_port, edge, origin) = if ingress {
         (dport, sport, &ip.src, &ip.dst)
     } else {
@@ -116,6 +114,9 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     if !port_watched(origin_port) || !is_edge(ip.family, edge) {
         return None;
     }
+    let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+    let ack_no = u32::from_be_bytes([th[8], th[9], th[10], th[11]]);
+    let flags = u32::from(th[13]);
     let mut ev = blank_event(0, ip.family);
     ev.edge_addr = *edge;
     ev.origin_addr = *origin;
@@ -127,56 +128,125 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     let key = flow_key(&ev);
     let syn = flags & tcp_flag::SYN != 0;
     let ack = flags & tcp_flag::ACK != 0;
-    // (budget in, budget out) when this packet is to be snapshotted: with
-    // PAYLOAD, only segments that carry data.
+    let rst = flags & tcp_flag::RST != 0;
+    let fin = flags & tcp_flag::FIN != 0;
     let header_end = ip.l4 as u32 + u32::from(th[12] >> 4) * 4;
     let has_payload = ctx.len() > header_end;
-    let snap = match SETTINGS.get(0) {
-        Some(s)
-            if s.snapshots == snapshot_mode::ALL
-                || (s.snapshots == snapshot_mode::PAYLOAD && has_payload) =>
-        {
-            Some((s.snap_budget_in, s.snap_budget_out))
-        }
-        _ => None,
+    let s = SETTINGS.get(0)?;
+    let quiet = s.quiet != 0;
+    // With PAYLOAD, only segments that carry data are snapshotted.
+    let snap_wanted =
+        s.snapshots == snapshot_mode::ALL || (s.snapshots == snapshot_mode::PAYLOAD && has_payload);
+    let budget = if ingress {
+        s.snap_budget_in
+    } else {
+        s.snap_budget_out
     };
-    let budget = snap.map(|(budget_in, budget_out)| if ingress { budget_in } else { budget_out });
-    let rst = flags & tcp_flag::RST != 0;
-    // The flow whose budget a snapshot of this packet spends, if any.
-    let flow: Option<*mut FlowValue> = if rst {
-        FLOWS.get_ptr_mut(&key)
-    } else if ingress && syn && !ack {
-        let value = FlowValue {
-            state: flow_state::SYN_SEEN,
-            snap_in: 0,
-            snap_out: 0,
-            answered: 0,
-        };
-        if FLOWS.insert(&key, &value, 0).is_err() {
-            bump(tracer_ebpf::counter::FLOW_INSERT_ERRORS);
+    let payload_judged = s.snapshots != snapshot_mode::OFF;
+    // The flow whose budget a snapshot of this packet spends.
+    let flow: *mut FlowValue = if rst {
+        let flow = FLOWS.get_ptr_mut(&key);
+        match flow {
+            Some(f) => go_loud(f, &ev),
+            // Not a flow whose SYN was seen: nothing to diagnose.
+            None if quiet => return None,
+            None => {}
         }
-        ev.kind = kind::EDGE_SYN;
+        ev.kind = if ingress {
+            kind::EDGE_RST
+        } else {
+            kind::ORIGIN_RST
+        };
         emit(&mut ev);
-        FLOWS.get_ptr_mut(&key)
+        flow?
+    } else if ingress && syn && !ack {
+        let f = match FLOWS.get_ptr_mut(&key) {
+            // The same SYN again: the edge got no answer in time.
+            // SAFETY: LRU value pointer valid for this program run.
+            Some(f) if unsafe { (*f).isn } == seq => {
+                go_loud(f, &ev);
+                f
+            }
+            _ => new_flow(&key, &ev, !quiet)?,
+        };
+        if is_loud(f) {
+            ev.kind = kind::EDGE_SYN;
+            emit(&mut ev);
+        }
+        f
     } else if !ingress && syn && ack {
-        ev.kind = kind::ORIGIN_SYNACK;
-        emit(&mut ev);
-        FLOWS.get_ptr_mut(&key)
+        let Some(f) = FLOWS.get_ptr_mut(&key) else {
+            if !quiet {
+                ev.kind = kind::ORIGIN_SYNACK;
+                emit(&mut ev);
+            }
+            return None;
+        };
+        if !is_loud(f) {
+            // SAFETY: as above.
+            unsafe {
+                if (*f).synack_ns == 0 {
+                    (*f).synack_ns = now_ns();
+                    (*f).origin_isn = seq;
+                } else {
+                    // Sent again: the edge did not acknowledge it in time.
+                    go_loud(f, &ev);
+                }
+            }
+        }
+        if is_loud(f) {
+            ev.kind = kind::ORIGIN_SYNACK;
+            emit(&mut ev);
+        }
+        f
     } else {
         // Anything else matters only for flows whose SYN we saw.
-        let flow = FLOWS.get_ptr_mut(&key)?;
-        // SAFETY: LRU value pointer valid for this program run.
-        let state = unsafe { (*flow).state };
-        if flags & tcp_flag::FIN != 0 {
+        let f = FLOWS.get_ptr_mut(&key)?;
+        // SAFETY: as above.
+        let state = unsafe { (*f).state };
+        let completes = ingress && ack && state == flow_state::SYN_SEEN;
+        if !is_loud(f) {
+            if completes {
+                quiet::established(f);
+            }
+            if has_payload && payload_judged {
+                // The turn program judges the payload (and the FIN with it).
+                let args = SnapArgs {
+                    head: ev,
+                    key,
+                    l2: ip.l2 as u32,
+                    header_end,
+                    budget,
+                    ingress: u32::from(ingress),
+                    remove: 0,
+                    ack: ack_no,
+                    fin: u32::from(fin),
+                    _pad: 0,
+                };
+                tail_call(ctx, args, prog_slot::TURN);
+            }
+            if fin {
+                if quiet::fin(f, ingress, &ev) {
+                    return remove(&key);
+                }
+                if !is_loud(f) {
+                    return None;
+                }
+            } else {
+                return None;
+            }
+        } else if completes {
+            // SAFETY: as above.
+            unsafe { (*f).state = flow_state::ESTABLISHED };
+        }
+        if fin {
             ev.kind = if ingress {
                 kind::EDGE_FIN
             } else {
                 kind::ORIGIN_FIN
             };
             emit(&mut ev);
-        } else if ingress && ack && state == flow_state::SYN_SEEN {
-            // SAFETY: as above.
-            unsafe { (*flow).state = flow_state::ESTABLISHED };
+        } else if completes {
             ev.kind = kind::EDGE_ACK;
             emit(&mut ev);
         } else if !has_payload {
@@ -184,49 +254,26 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
             return None;
         }
         if has_payload {
-            // SAFETY: as above.
-            unsafe {
-                if !ingress {
-                    (*flow).answered = 1;
-                } else if (*flow).answered != 0 {
-                    // The edge's next request: a new turn, fresh budgets.
-                    (*flow).answered = 0;
-                    (*flow).snap_in = 0;
-                    (*flow).snap_out = 0;
-                }
-            }
+            quiet::loud_turn(f, ingress);
         }
-        Some(flow)
+        f
     };
-    if rst {
-        ev.kind = if ingress {
-            kind::EDGE_RST
-        } else {
-            kind::ORIGIN_RST
-        };
-        emit(&mut ev);
-    }
     // The snapshot program takes the packet's bytes (and forgets a reset
     // flow after): tail-called, it is verified once, on its own.
-    if let (Some(budget), Some(_)) = (budget, flow) {
-        if let Some(args) = SNAP_ARGS.get_ptr_mut(0) {
-            let mut head = ev;
-            head.kind = kind::PACKET;
-            // SAFETY: per-CPU slot; this CPU runs the tail call next.
-            unsafe {
-                *args = SnapArgs {
-                    head,
-                    key,
-                    l2: ip.l2 as u32,
-                    header_end,
-                    budget,
-                    ingress: u32::from(ingress),
-                    remove: u32::from(rst),
-                    _pad: 0,
-                };
-                SNAP_PROGS.tail_call(ctx, 0);
-            }
-        }
+    if snap_wanted && is_loud(flow) {
+        let args = SnapArgs {
+            head: ev,
+            key,
+            l2: ip.l2 as u32,
+            header_end,
+            budget,
+            ingress: u32::from(ingress),
+            remove: u32::from(rst),
+            ack: ack_no,
+            fin: 0,
+            _pad: 0,
+        };
+        tail_call(ctx, args, prog_slot::SNAPSHOT);
     }
     // No snapshot (or the tail call failed): a reset flow is forgotten here.
     if rst {
@@ -235,118 +282,22 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     Some(())
 }
 
-/// Tail-called by both TC programs for a packet to snapshot.
-#[classifier]
-pub fn otr_tc_snapshot(ctx: TcContext) -> i32 {
-    if let Some(args) = SNAP_ARGS.get(0) {
-        let args = *args;
-        if let Some(flow) = FLOWS.get_ptr_mut(&args.key) {
-            snapshot(
-                &ctx,
-                &args.head,
-                args.ingress != 0,
-                args.l2 as usize,
-                args.header_end,
-                flow,
-                args.budget,
-            );
-        }
-        if args.remove != 0 {
-            let _ = FLOWS.remove(&args.key);
-        }
-    }
-    TC_ACT_UNSPEC
+#[inline(always)]
+fn remove(key: &FlowKey) -> Option<()> {
+    let _ = FLOWS.remove(key);
+    None
 }
 
-/// Send the packet's bytes, in chunks, while the flow's budget for this
-/// direction lasts. Costs nothing once the budget is spent.
+/// Hand the packet to another program (`slot`); returns only if that
+/// failed (the slot is empty).
 #[inline(always)]
-fn snapshot(
-    ctx: &TcContext,
-    ev: &RawEvent,
-    ingress: bool,
-    l2: usize,
-    header_end: u32,
-    flow: *mut FlowValue,
-    budget: u32,
-) {
-    // SAFETY: LRU value pointer valid for this program run.
-    let used = unsafe {
-        if ingress {
-            (*flow).snap_in
-        } else {
-            (*flow).snap_out
-        }
-    };
-    let wire = ctx.len();
-    // The budget counts payload bytes only (as `analyze` does): the headers
-    // of a packet always come with it, then as much payload as is left.
-    let payload = wire.saturating_sub(header_end);
-    if payload > 0 && used >= budget {
-        return;
-    }
-    let take = core::cmp::min(payload, budget.saturating_sub(used));
-    let end = core::cmp::min(wire, header_end + take);
-    let mut offset = 0u32;
-    const _: () = assert!(SNAP_CHUNK == 2048, "the asm mask below is SNAP_CHUNK - 1");
-    for _ in 0..SNAP_CHUNKS_PER_PACKET {
-        if offset >= end {
-            break;
-        }
-        let len = core::cmp::min(end - offset, SNAP_CHUNK as u32);
-        if len == 0 {
-            break;
-        }
-        // Identity for 1..=SNAP_CHUNK, and provably in that range for the
-        // verifier; the mask is asm so that LLVM cannot fold it away.
-        let mut masked = u64::from(len - 1);
-        // SAFETY: register arithmetic only.
-        unsafe { core::arch::asm!("{0} &= 2047", inout(reg) masked) };
-        let len = masked as u32 + 1;
-        // The chunk is built in a per-CPU buffer and copied into the ring
-        // (not reserved there): a held reservation keeps old verifiers
-        // (6.1) from pruning, and they walked this loop 450,000 times.
-        let Some(rec) = SNAP_BUF.get_ptr_mut(0) else {
-            break;
-        };
-        // SAFETY: `rec` points at this CPU's Snapshot buffer; `len` is at
-        // most SNAP_CHUNK.
-        let ok = unsafe {
-            (*rec).head = *ev;
-            (*rec).head.kind = kind::PACKET;
-            (*rec).head.aux0 = u32::from(!ingress);
-            (*rec).head.ts_ns = bpf_ktime_get_ns();
-            (*rec).wire_len = wire;
-            (*rec).offset = offset;
-            (*rec).len = len;
-            (*rec).l2_len = l2 as u32;
-            bpf_skb_load_bytes(
-                ctx.skb.skb as *const _,
-                offset,
-                (*rec).data.as_mut_ptr().cast(),
-                len,
-            ) == 0
-        };
-        if !ok {
-            break;
-        }
-        // SAFETY: the buffer was filled above.
-        if EVENTS
-            .output::<Snapshot>(unsafe { &*rec }, wake_flags())
-            .is_err()
-        {
-            bump(tracer_ebpf::counter::RINGBUF_LOST);
-            break;
-        }
-        offset += len;
-    }
-    let used = used + take;
-    // SAFETY: as above.
-    unsafe {
-        if ingress {
-            (*flow).snap_in = used;
-        } else {
-            (*flow).snap_out = used;
+fn tail_call(ctx: &TcContext, mut args: SnapArgs, slot: u32) {
+    if let Some(slot_args) = SNAP_ARGS.get_ptr_mut(0) {
+        args.head.kind = kind::PACKET;
+        // SAFETY: per-CPU slot; this CPU runs the tail call next.
+        unsafe {
+            *slot_args = args;
+            SNAP_PROGS.tail_call(ctx, slot);
         }
     }
 }
@@ -398,6 +349,11 @@ fn icmp(ctx: &TcContext, ip: &Ip, ifindex: u32) -> Option<()> {
     ev.ifindex = ifindex;
     ev.aux0 = u32::from(head[0]);
     ev.aux1 = u32::from(head[1]);
+    match FLOWS.get_ptr_mut(&flow_key(&ev)) {
+        Some(f) => go_loud(f, &ev),
+        None if quiet_mode() => return None,
+        None => {}
+    }
     emit(&mut ev);
     Some(())
 }

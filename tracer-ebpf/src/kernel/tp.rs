@@ -1,7 +1,8 @@
 //! Tracepoint programs: kernel drops with their reason (skb:kfree_skb),
 //! resets sent and received, SYN-ACK retransmits and handshake state changes.
 //! Field offsets come from the running kernel's tracefs formats and BTF,
-//! handed over by the agent in `TP_LAYOUTS` / `DROP_LAYOUT`.
+//! handed over by the agent in `TP_LAYOUTS` / `DROP_LAYOUT`. Any of them
+//! about a quiet flow turns it loud (state changes excepted).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use tracer_ebpf::{
@@ -9,7 +10,8 @@ use tracer_ebpf::{
 };
 
 use super::maps::{
-    blank_event, bump, emit, is_edge, port_watched, DROP_LAYOUT, SETTINGS, TP_LAYOUTS,
+    blank_event, bump, emit, flow_key, go_loud, is_edge, is_loud, port_watched, quiet_mode,
+    DROP_LAYOUT, FLOWS, SETTINGS, TP_LAYOUTS,
 };
 
 const AF_INET: u16 = 2;
@@ -136,6 +138,17 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     if !port_watched(ev.origin_port) || !is_edge(ev.family, &ev.edge_addr) {
         return None;
     }
+    if quiet_mode() {
+        // Only flows whose SYN was seen; a quiet flow's state changes are
+        // its own business, any reset or SYN-ACK resend turns it loud.
+        let f = FLOWS.get_ptr_mut(&flow_key(&ev))?;
+        if !is_loud(f) {
+            if event_kind == kind::KERNEL_SET_STATE {
+                return None;
+            }
+            go_loud(f, &ev);
+        }
+    }
     ev.aux0 = if layout.extra0 == ABSENT {
         ABSENT
     } else {
@@ -239,6 +252,15 @@ fn kfree_skb(ctx: &TracePointContext) -> Option<()> {
     ev.seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
     ev.tcp_flags = u32::from(th[13]);
     ev.aux0 = reason;
+    if quiet_mode() {
+        match FLOWS.get_ptr_mut(&flow_key(&ev)) {
+            Some(f) => go_loud(f, &ev),
+            // A SYN may start a flow in userspace; other segments of
+            // unknown flows say nothing.
+            None if ev.aux1 == 1 || ev.tcp_flags & 0x12 != 0x02 => return None,
+            None => {}
+        }
+    }
     emit(&mut ev);
     Some(())
 }

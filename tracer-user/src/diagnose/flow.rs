@@ -83,6 +83,8 @@ pub(super) struct FlowState {
     /// Evidence items of the handshake: a later turn's evidence replaces
     /// what came after them.
     pub(super) handshake_evidence: usize,
+    /// The kernel followed it quietly first and counted its handshake.
+    pub(super) kernel_counted: bool,
 }
 
 /// One connection's latencies (µs), for [`Timing`].
@@ -372,8 +374,10 @@ pub(super) fn after_handshake_noting_sni(
             f.data_drop = None;
         }
     }
-    if after_handshake(f, e, cfg) && f.app.is_tls() {
-        stats.encrypted_responses += 1;
+    if after_handshake(f, e, cfg) {
+        stats.encrypted_responses += u64::from(f.app.is_tls());
+        // A 5xx is counted by its status instead.
+        stats.healthy_requests += u64::from(f.app.error_status.is_none() && f.app.requests > 0);
     }
     if !had {
         if let Some(sni) = f.app.client_hello.as_ref().and_then(|c| c.sni.clone()) {

@@ -90,6 +90,8 @@ pub struct Pending {
 pub struct Stats {
     pub findings: BTreeMap<Cause, u64>,
     pub healthy_handshakes: u64,
+    /// Requests answered with a 1xx-4xx status (or, over TLS, answered).
+    pub healthy_requests: u64,
     /// Flows dropped from a full table before a verdict.
     pub flows_evicted: u64,
     /// Latencies of healthy connections.
@@ -118,6 +120,8 @@ pub struct Diagnoser {
     statuses: Statuses,
     /// The run ends: the next tick writes every line still owed.
     ending: bool,
+    /// Recent rises of the overflow counter (within the SYN timeout).
+    overflows: Vec<ListenOverflow>,
 }
 
 /// How long a kept-alive connection may sit idle between requests and
@@ -139,6 +143,7 @@ impl Diagnoser {
             last_sweep_ns: 0,
             statuses: Statuses::default(),
             ending: false,
+            overflows: Vec::new(),
         }
     }
 
@@ -160,6 +165,25 @@ impl Diagnoser {
         for f in self.flows.values_mut() {
             if f.established_unreported() && !f.waiting() {
                 f.latency.commit(timing);
+            }
+        }
+    }
+
+    /// Add what the kernel counted of quiet connections: healthy handshakes
+    /// and requests, and its latency histograms (`HIST_BUCKETS` counts per
+    /// measure, in [`tracer_ebpf::measure`] order).
+    pub fn add_kernel_counts(&mut self, handshakes: u64, requests: u64, hist: &[Vec<u64>]) {
+        self.stats.healthy_handshakes += handshakes;
+        self.stats.healthy_requests += requests;
+        let timing = &mut self.stats.timing;
+        for (samples, counts) in [&mut timing.syn_to_synack, &mut timing.request_to_first_byte]
+            .into_iter()
+            .zip(hist)
+        {
+            for (bucket, n) in (0u32..).zip(counts) {
+                if *n > 0 {
+                    samples.add_bucket(bucket, *n);
+                }
             }
         }
     }
@@ -278,6 +302,12 @@ impl Diagnoser {
                 cfg.max_evidence,
             );
         }
+        if let FlowEventKind::Resume { requests } = &e.kind {
+            // The kernel counted the handshake and the answered requests.
+            f.kernel_counted = true;
+            f.app.resume(*requests);
+            return;
+        }
         if f.settled() {
             return;
         }
@@ -288,11 +318,13 @@ impl Diagnoser {
         }
         during_handshake(f, e, &cfg);
         if f.established() {
-            self.stats.healthy_handshakes += 1;
             f.handshake_evidence = f.evidence.len();
             f.decide_at = None;
-            if let Some(t) = f.synack_ns {
-                f.latency.syn_to_synack = Some(t.saturating_sub(f.first_ns) / 1_000);
+            if !f.kernel_counted {
+                self.stats.healthy_handshakes += 1;
+                if let Some(t) = f.synack_ns {
+                    f.latency.syn_to_synack = Some(t.saturating_sub(f.first_ns) / 1_000);
+                }
             }
             if !cfg.payload {
                 f.phase = Phase::Healthy;
@@ -304,33 +336,57 @@ impl Diagnoser {
     }
 
     fn on_listen_overflow(&mut self, o: &ListenOverflow) {
-        let max = self.cfg.max_evidence;
-        for flow in &self.active {
-            let Some(f) = self.flows.get_mut(flow) else {
-                continue;
-            };
-            let waiting =
-                !f.settled() && f.synack == 0 && f.synack_retrans == 0 && f.first_ns <= o.ts_ns;
-            let queue = o
-                .queues
-                .iter()
-                .find(|(p, _)| *p == flow.origin_port)
-                .copied();
-            // A listener with a full queue on another port does not explain this flow.
-            if !waiting || (queue.is_none() && !o.queues.is_empty()) {
-                continue;
-            }
-            f.listen_overflow = Some(Overflow { queue });
-            f.push(
-                o.ts_ns,
-                EvidenceKind::ListenOverflowCounter {
-                    count: o.count,
-                    queue,
-                },
-                max,
-            );
-            f.decide_at = Some(o.ts_ns + self.cfg.settle_ns);
+        let flows: Vec<Flow> = self.active.iter().copied().collect();
+        for flow in flows {
+            self.apply_overflow(&flow, o);
         }
+        // Flows the kernel hands over later may have waited through it.
+        let horizon = o.ts_ns.saturating_sub(self.cfg.syn_timeout_ns);
+        self.overflows.retain(|p| p.ts_ns >= horizon);
+        if self.overflows.len() < 64 {
+            self.overflows.push(o.clone());
+        }
+    }
+
+    /// A flow the kernel handed over (its history just replayed): the
+    /// overflows it waited through count for it too.
+    pub fn replayed(&mut self, flow: &Flow) {
+        let past = std::mem::take(&mut self.overflows);
+        for o in &past {
+            self.apply_overflow(flow, o);
+        }
+        self.overflows = past;
+        self.after_change(flow);
+    }
+
+    /// The overflow counter rose while this flow's SYN waited unanswered.
+    fn apply_overflow(&mut self, flow: &Flow, o: &ListenOverflow) {
+        let max = self.cfg.max_evidence;
+        let settle = self.cfg.settle_ns;
+        let Some(f) = self.flows.get_mut(flow) else {
+            return;
+        };
+        let unanswered = f.synack_ns.is_none_or(|t| t > o.ts_ns) && f.synack_retrans == 0;
+        let waiting = f.phase == Phase::Handshake && unanswered && f.first_ns <= o.ts_ns;
+        let queue = o
+            .queues
+            .iter()
+            .find(|(p, _)| *p == flow.origin_port)
+            .copied();
+        // A listener with a full queue on another port does not explain this flow.
+        if !waiting || (queue.is_none() && !o.queues.is_empty()) {
+            return;
+        }
+        f.listen_overflow = Some(Overflow { queue });
+        f.push(
+            o.ts_ns,
+            EvidenceKind::ListenOverflowCounter {
+                count: o.count,
+                queue,
+            },
+            max,
+        );
+        f.decide_at = Some(o.ts_ns + settle);
     }
 
     fn make_room(&mut self) {

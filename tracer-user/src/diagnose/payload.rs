@@ -67,6 +67,9 @@ pub struct App {
     pub in_retransmits: u32,
     /// Origin payload segments since the current request came.
     pub out_after_request: u32,
+    /// The kernel followed the connection quietly before: the edge's next
+    /// payload starts a turn (as after an answered one).
+    resume_pending: bool,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -94,12 +97,13 @@ impl App {
     /// Whether an edge segment starts the next turn: new bytes after the
     /// origin answered the current one.
     pub fn starts_turn(&self, outbound: bool, seq: u32) -> bool {
-        !outbound && self.answered() && self.inb.is_new(seq)
+        !outbound && (self.answered() || self.resume_pending) && self.inb.is_new(seq)
     }
 
     /// Start the next turn at the edge's segment `seq`; `ack` (what that
     /// segment acknowledges) is where the origin's next bytes begin.
     fn next_turn(&mut self, seq: u32, ack: u32) {
+        self.resume_pending = false;
         self.inb.restart(Some(seq));
         self.out.restart(Some(ack));
         self.request = None;
@@ -110,6 +114,14 @@ impl App {
         self.in_retransmits = 0;
         self.out_after_request = 0;
         self.records.next_turn();
+    }
+
+    /// The kernel saw `requests` requests answered before it handed the
+    /// connection over: the edge's next payload starts the next turn (a
+    /// connection handed over in its first turn starts as any other).
+    pub fn resume(&mut self, requests: u32) {
+        self.requests = requests;
+        self.resume_pending = requests > 0;
     }
 
     /// The turn is answered and nothing in it can change the verdict: keep

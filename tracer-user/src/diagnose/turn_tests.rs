@@ -296,3 +296,57 @@ fn a_body_after_an_early_answer_does_not_blind_the_connection() {
         "{f:#?}"
     );
 }
+
+/// What `records::decode_history` makes of a quiet flow the kernel hands
+/// over: 4 requests answered there, the 5th waiting (seq 5000, its answer
+/// to begin at the origin's 9000).
+fn resumed(port: u16) -> Vec<Event> {
+    let mut v = vec![
+        ev(0, port, K::SynIn),
+        ev(0, port, K::SynAckOut),
+        ev(0, port, K::Resume { requests: 4 }),
+        ev(1, port, K::AckIn),
+    ];
+    v.push(payload_ack(500, port, false, (5_000, 9_000), &REQ[..12]));
+    v
+}
+
+#[test]
+fn a_flow_handed_over_by_the_kernel_is_diagnosed_where_it_stands() {
+    // The origin's FIN right where its answer should begin: closed without
+    // a response, on the 5th request.
+    let mut events = resumed(1);
+    events.push(Event::Flow(FlowEvent {
+        seq: 9_000,
+        ..match ev(600, 1, K::FinOut) {
+            Event::Flow(e) => e,
+            Event::ListenOverflow(_) => unreachable!(),
+        }
+    }));
+    let (f, stats) = run(&events, 3_000);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].cause, Cause::ClosedWithoutResponse, "{f:#?}");
+    assert_eq!(index(&f[0]), 5);
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| matches!(e.what, EvidenceKind::Flow(K::Resume { requests: 4, .. }))),
+        "{f:#?}"
+    );
+    // The kernel counted its handshake: not again here.
+    assert_eq!(stats.healthy_handshakes, 0);
+    // A FIN past bytes the agent never saw is no proof of an empty answer.
+    let mut later = resumed(2);
+    later.push(Event::Flow(FlowEvent {
+        seq: 9_500,
+        ..match ev(600, 2, K::FinOut) {
+            Event::Flow(e) => e,
+            Event::ListenOverflow(_) => unreachable!(),
+        }
+    }));
+    let (f, _) = run(&later, 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+    // Unanswered: a timeout, also named on the 5th request.
+    let f = single(&resumed(3), 3_000);
+    assert_eq!((f.cause, index(&f)), (Cause::ResponseTimeout, 5.into()));
+}

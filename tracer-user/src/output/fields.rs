@@ -151,6 +151,10 @@ pub(super) enum EventFields<'a> {
         from: &'a TcpState,
         to: &'a TcpState,
     },
+    /// Until here the kernel followed the connection without a word to
+    /// userspace: its handshake was healthy and `requests_answered`
+    /// requests on it were answered healthy (2xx-4xx).
+    Resumed { requests_answered: u32 },
     /// Host-wide: `TcpExtListenOverflows` rose.
     ListenOverflowCounter {
         /// How much it rose.
@@ -242,6 +246,9 @@ impl<'a> From<&'a EvidenceKind> for EventFields<'a> {
                 FlowEventKind::KernelRecvReset => Self::KernelRecvReset,
                 FlowEventKind::SynAckRetransmit => Self::SynackRetransmit,
                 FlowEventKind::StateChange { from, to } => Self::StateChange { from, to },
+                FlowEventKind::Resume { requests, .. } => Self::Resumed {
+                    requests_answered: *requests,
+                },
                 FlowEventKind::Payload {
                     outbound: false, ..
                 } => Self::DataIn,

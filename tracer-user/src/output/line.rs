@@ -392,6 +392,19 @@ pub struct CertCheckLine {
     pub error: Option<String>,
 }
 
+/// What the kernel programs counted themselves (quiet connections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct InKernel {
+    /// Healthy handshakes counted in the kernel (part of
+    /// `healthy_handshakes`).
+    pub handshakes: u64,
+    /// Healthy requests counted there (part of `healthy_requests`).
+    pub requests: u64,
+    /// Connections handed to userspace because something about them might
+    /// be a failure (each sent what the kernel had kept of it once).
+    pub handed_over: u64,
+}
+
 /// The last line.
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(extend(
@@ -409,8 +422,21 @@ pub struct Summary {
     pub duration_ms: u64,
     pub findings: FindingCounts,
     pub findings_total: u64,
+    /// Handshakes that completed without a finding (those counted in the
+    /// kernel included).
     pub healthy_handshakes: u64,
+    /// Requests answered with a 2xx-4xx status, or over TLS answered (those
+    /// counted in the kernel included).
+    pub healthy_requests: u64,
+    /// The live agent only: what the kernel counted itself, without a
+    /// single event to userspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "InKernel")]
+    pub in_kernel: Option<InKernel>,
     pub events_received: u64,
+    /// Packet snapshots read (the first payload bytes of each turn of the
+    /// connections handed to userspace).
+    pub snapshots_received: u64,
     pub events_lost: u64,
     pub kernel_read_errors: u64,
     pub flows_untracked: u64,

@@ -55,6 +55,7 @@ fn what_text(what: &EvidenceKind) -> String {
             } => add(reason),
             FlowEventKind::IcmpUnreachOut { v6, code, .. } => add(icmp_name(*v6, *code)),
             FlowEventKind::StateChange { from, to } => add(&format!("{from}->{to}")),
+            FlowEventKind::Resume { requests, .. } => add(&format!("{requests} answered before")),
             _ => {}
         },
     }
@@ -157,8 +158,8 @@ fn summary(l: &Summary) -> String {
         format!(" ({})", causes.join(", "))
     };
     let head = format!(
-        "summary: {} findings{causes}, {} healthy handshakes",
-        l.findings_total, l.healthy_handshakes
+        "summary: {} findings{causes}, {} healthy handshakes, {} healthy requests",
+        l.findings_total, l.healthy_handshakes, l.healthy_requests
     );
     if let Some(c) = &l.capture {
         let skipped: u64 = c.packets_skipped.values().sum();

@@ -2,7 +2,7 @@
 //! one counter type the pipeline keeps for it.
 
 use super::line::{
-    CaptureReport, FindingCounts, Line, PcapReport, Source, Summary, SCHEMA_VERSION,
+    CaptureReport, FindingCounts, InKernel, Line, PcapReport, Source, Summary, SCHEMA_VERSION,
 };
 use crate::diagnose::Stats;
 
@@ -14,11 +14,14 @@ pub struct Counts {
     pub decode_errors: u64,
     pub duration_ms: u64,
     pub events_received: u64,
+    pub snapshots_received: u64,
     pub events_lost: u64,
     pub kernel_read_errors: u64,
     pub flows_untracked: u64,
     pub pending_at_exit: u64,
     pub lines_dropped: u64,
+    /// The live agent: what the kernel counted itself.
+    pub in_kernel: Option<InKernel>,
 }
 
 /// The parts of the summary only one source has.
@@ -42,7 +45,10 @@ pub fn summary(stats: &Stats, c: &Counts, ts: String, extra: Extra) -> Line {
         findings: FindingCounts(stats.findings.clone()),
         findings_total: stats.findings.values().sum(),
         healthy_handshakes: stats.healthy_handshakes,
+        healthy_requests: stats.healthy_requests,
+        in_kernel: c.in_kernel,
         events_received: c.events_received,
+        snapshots_received: c.snapshots_received,
         events_lost: c.events_lost,
         kernel_read_errors: c.kernel_read_errors,
         flows_untracked: c.flows_untracked,

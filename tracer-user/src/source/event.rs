@@ -52,6 +52,12 @@ pub enum FlowEventKind {
         from: TcpState,
         to: TcpState,
     },
+    /// The kernel followed the connection quietly until here: its handshake
+    /// was healthy (and counted there), `requests` requests were answered
+    /// healthy; the edge's next payload starts the next turn.
+    Resume {
+        requests: u32,
+    },
     /// Payload bytes of a segment (from a snapshot or a capture); `seq` of
     /// the [`FlowEvent`] is the sequence number of its first byte. What they
     /// say becomes evidence, not the bytes themselves.
@@ -118,6 +124,7 @@ impl FlowEventKind {
             Self::KernelRecvReset => "kernel_recv_reset",
             Self::SynAckRetransmit => "synack_retransmit",
             Self::StateChange { .. } => "state_change",
+            Self::Resume { .. } => "resumed",
             Self::Payload {
                 outbound: false, ..
             } => "data_in",

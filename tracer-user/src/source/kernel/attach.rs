@@ -14,7 +14,7 @@ use aya::{
     util::KernelVersion,
     Ebpf, EbpfLoader,
 };
-use tracer_ebpf::{counter, names, DropLayout, TpLayout};
+use tracer_ebpf::{counter, names, prog_slot, DropLayout, TpLayout};
 
 use super::{
     btf::Btf,
@@ -59,6 +59,8 @@ pub struct Probe {
 pub struct Kernel {
     pub events: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
+    /// The flow map and histograms of quiet connections.
+    pub quiet: super::quiet::Quiet,
     pub names: KernelNames,
     pub probes: Vec<Probe>,
     pub stale_removed: Vec<String>,
@@ -82,20 +84,22 @@ fn load_object() -> Result<Ebpf> {
 pub fn load_configured(s: &Settings, ifaces: &[Iface], names_: &KernelNames) -> Result<Ebpf> {
     let mut ebpf = load_object()?;
     fill_maps(&mut ebpf, s, ifaces, names_, None, &[])?;
-    load_snapshot(&mut ebpf).map_err(|e| anyhow::anyhow!(e))?;
+    load_tail(&mut ebpf, names::TC_SNAPSHOT, prog_slot::SNAPSHOT)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    load_tail(&mut ebpf, names::TC_TURN, prog_slot::TURN).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ebpf)
 }
 
-/// Load the snapshot program both TC programs tail-call and put it in
-/// their jump table; without it they take no snapshots.
-fn load_snapshot(ebpf: &mut Ebpf) -> Result<(), String> {
+/// Load a program the TC programs tail-call (the snapshot program, the turn
+/// program) and put it in their jump table; without them they take no
+/// snapshots and judge no turn.
+fn load_tail(ebpf: &mut Ebpf, program: &str, slot: u32) -> Result<(), String> {
     let prog: &mut SchedClassifier = ebpf
-        .program_mut(names::TC_SNAPSHOT)
-        .ok_or_else(|| format!("eBPF object lacks program {}", names::TC_SNAPSHOT))?
+        .program_mut(program)
+        .ok_or_else(|| format!("eBPF object lacks program {program}"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
-    prog.load()
-        .map_err(|e| verifier::refusal(names::TC_SNAPSHOT, e))?;
+    prog.load().map_err(|e| verifier::refusal(program, e))?;
     let fd = prog
         .fd()
         .and_then(|fd| fd.try_clone().map_err(Into::into))
@@ -104,7 +108,7 @@ fn load_snapshot(ebpf: &mut Ebpf) -> Result<(), String> {
         .map_mut(names::SNAP_PROGS)
         .ok_or_else(|| format!("eBPF object lacks map {}", names::SNAP_PROGS))?;
     let mut table = ProgramArray::try_from(map).map_err(|e| format!("{e}"))?;
-    table.set(0, &fd, 0).map_err(|e| format!("{e}"))
+    table.set(slot, &fd, 0).map_err(|e| format!("{e}"))
 }
 
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
@@ -157,7 +161,8 @@ fn fill_maps(
             outbound: 20 * 1024,
             every_packet: s.write_pcap.is_some(),
         });
-        settings.set(0, layout::settings(names_, s.all_sources, snap), 0)?;
+        let quiet = s.write_pcap.is_none() && s.events != crate::cli::EventsMode::All;
+        settings.set(0, layout::settings(names_, s.all_sources, snap, quiet), 0)?;
     }
     {
         let mut l2: HashMap<&mut MapData, u32, u32> = map_mut(ebpf, names::IFACE_L2)?.try_into()?;
@@ -267,11 +272,15 @@ fn attach_all(
     sock_layouts: Vec<Result<TpLayout, String>>,
 ) -> Result<(bool, Vec<String>, Vec<Probe>)> {
     let mut our_qdiscs = Vec::new();
-    // Before the TC programs: their first packets already tail-call it.
-    let snapshot = if s.no_payload && s.write_pcap.is_none() {
-        Err("--no-payload: no packet snapshots".to_owned())
+    // Before the TC programs: their first packets already tail-call them.
+    let (snapshot, turn) = if s.no_payload && s.write_pcap.is_none() {
+        let off = || Err("--no-payload: no packet snapshots".to_owned());
+        (off(), off())
     } else {
-        load_snapshot(ebpf)
+        (
+            load_tail(ebpf, names::TC_SNAPSHOT, prog_slot::SNAPSHOT),
+            load_tail(ebpf, names::TC_TURN, prog_slot::TURN),
+        )
     };
     let tcx = match attach_tc(ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
         Ok(m) => m,
@@ -296,13 +305,18 @@ fn attach_all(
         verified_insns: verifier::instructions(ebpf, program),
     })
     .collect();
-    probes.push(Probe {
-        name: "tc_snapshot".into(),
-        attached: snapshot.is_ok(),
-        reason: snapshot.err(),
-        limits: None,
-        verified_insns: verifier::instructions(ebpf, names::TC_SNAPSHOT),
-    });
+    for (name, program, result) in [
+        ("tc_snapshot", names::TC_SNAPSHOT, snapshot),
+        ("tc_turn", names::TC_TURN, turn),
+    ] {
+        probes.push(Probe {
+            name: name.into(),
+            attached: result.is_ok(),
+            reason: result.err(),
+            limits: None,
+            verified_insns: verifier::instructions(ebpf, program),
+        });
+    }
 
     let kfree_result = drop_layout.and_then(|d| {
         attach_tracepoint(ebpf, names::TP_KFREE_SKB, "skb", "kfree_skb").map(|()| d.limits)
@@ -394,9 +408,11 @@ pub fn attach(s: &Settings, ifaces: &[Iface], btf: &Btf) -> Result<Kernel> {
         ebpf.take_map(names::COUNTERS)
             .context("eBPF object lacks COUNTERS")?,
     )?;
+    let quiet = super::quiet::Quiet::take(&mut ebpf)?;
     Ok(Kernel {
         events: Some(events),
         counters,
+        quiet,
         names: names_,
         probes,
         stale_removed,

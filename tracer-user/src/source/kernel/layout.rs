@@ -248,7 +248,14 @@ pub struct SnapBudget {
     pub every_packet: bool,
 }
 
-pub fn settings(names: &KernelNames, all_sources: bool, snap: Option<SnapBudget>) -> Settings {
+/// `quiet`: healthy flows stay in the kernel (not with `--write-pcap` or
+/// `--events all`, which want every packet or event).
+pub fn settings(
+    names: &KernelNames,
+    all_sources: bool,
+    snap: Option<SnapBudget>,
+    quiet: bool,
+) -> Settings {
     let state = |name: &str| {
         names
             .tcp_states
@@ -268,7 +275,7 @@ pub fn settings(names: &KernelNames, all_sources: bool, snap: Option<SnapBudget>
         },
         snap_budget_in: snap.map_or(0, |b| b.inbound),
         snap_budget_out: snap.map_or(0, |b| b.outbound),
-        _pad: 0,
+        quiet: u32::from(quiet),
     }
 }
 
@@ -370,7 +377,7 @@ mod tests {
         assert_eq!(names.drop_reasons[&12], "NETFILTER_DROP");
         assert_eq!(names.reset_reasons[&1], "NO_SOCKET");
         assert_eq!(names.tcp_states[&3], "TCP_SYN_RECV");
-        let s = settings(&names, false, None);
+        let s = settings(&names, false, None, true);
         assert_eq!((s.tcp_syn_recv, s.tcp_close, s.tcp_established), (3, 7, 1));
         // Without formats, BTF names the same values.
         let from_btf = kernel_names(None, None, None, &btf);
@@ -382,7 +389,7 @@ mod tests {
         assert_eq!(
             from_btf
                 .tcp_states
-                .get(&settings(&names, false, None).tcp_syn_recv)
+                .get(&settings(&names, false, None, true).tcp_syn_recv)
                 .map(String::as_str),
             Some("TCP_SYN_RECV")
         );

@@ -7,6 +7,7 @@ pub mod btf;
 mod kallsyms;
 pub mod layout;
 pub mod procnet;
+pub mod quiet;
 pub mod records;
 pub mod snapshots;
 mod stale;

@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tracer_ebpf::{kind, RawEvent, FAMILY_V4, FAMILY_V6};
+use tracer_ebpf::{flow_flag, kind, History, RawEvent, FAMILY_V4, FAMILY_V6, HEAD_BYTES};
 
 use crate::source::{
     event::{Flow, FlowEvent, FlowEventKind},
@@ -121,6 +121,75 @@ fn addr(family: u32, bytes: [u8; 16]) -> Result<IpAddr, DecodeError> {
     }
 }
 
+/// Is this ring-buffer record a quiet flow's history?
+pub fn is_history(bytes: &[u8]) -> bool {
+    bytes
+        .get(8..12)
+        .is_some_and(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) == kind::HISTORY)
+}
+
+/// Read a [`History`] record (unaligned).
+pub fn read_history(bytes: &[u8]) -> Result<History, DecodeError> {
+    let need = std::mem::size_of::<History>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short(bytes.len(), need));
+    }
+    // SAFETY: length checked; History is plain old data.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<History>()) })
+}
+
+/// What the kernel kept of a quiet flow, as the events it stands for, in
+/// time order: the handshake, a `resume` when the kernel counted it (and
+/// answered requests), the request that waits (its first bytes), the closes.
+pub fn decode_history(h: &History) -> Result<Vec<FlowEvent>, DecodeError> {
+    let raw = &h.head;
+    let v = &h.value;
+    let flow = Flow {
+        edge: addr(raw.family, raw.edge_addr)?,
+        edge_port: raw.edge_port,
+        origin: addr(raw.family, raw.origin_addr)?,
+        origin_port: raw.origin_port,
+    };
+    let at = |ts_ns: u64, kind: FlowEventKind, seq: u32| FlowEvent {
+        ts_ns,
+        flow,
+        kind,
+        seq,
+    };
+    let mut out = vec![at(v.syn_ns, FlowEventKind::SynIn, v.isn)];
+    if v.synack_ns != 0 {
+        out.push(at(v.synack_ns, FlowEventKind::SynAckOut, v.origin_isn));
+    }
+    let waiting = v.flags & flow_flag::WAITING != 0;
+    if v.flags & flow_flag::COUNTED != 0 {
+        out.push(at(v.syn_ns, FlowEventKind::Resume { requests: v.turns }, 0));
+    }
+    if v.ack_ns != 0 {
+        out.push(at(v.ack_ns, FlowEventKind::AckIn, 0));
+    }
+    if waiting {
+        let len = (v.head_len as usize).min(HEAD_BYTES);
+        out.push(at(
+            v.req_ns,
+            FlowEventKind::Payload {
+                outbound: false,
+                ack: v.req_ack,
+                bytes: v.head[..len].to_vec(),
+            },
+            v.req_seq,
+        ));
+    }
+    if v.flags & flow_flag::FIN_OUT != 0 {
+        out.push(at(v.fin_out_ns, FlowEventKind::FinOut, v.fin_out_seq));
+    }
+    if v.flags & flow_flag::FIN_IN != 0 {
+        out.push(at(v.fin_in_ns, FlowEventKind::FinIn, 0));
+    }
+    // Stable: the resume stays right after the SYN (and the SYN-ACK).
+    out.sort_by_key(|e| e.ts_ns);
+    Ok(out)
+}
+
 /// Turn a kernel record into an [`Event`], naming reasons and states.
 pub fn decode(raw: &RawEvent, names: &KernelNames) -> Result<FlowEvent, DecodeError> {
     let flow = Flow {
@@ -222,6 +291,51 @@ mod tests {
         assert!(
             matches!(unnamed.kind, FlowEventKind::KernelDrop { ref reason, .. } if reason.as_str() == "UNKNOWN(12)")
         );
+    }
+
+    #[test]
+    fn a_history_stands_for_the_events_the_kernel_kept() {
+        let mut v = tracer_ebpf::FlowValue::new(flow_flag::COUNTED | flow_flag::WAITING);
+        (v.syn_ns, v.synack_ns, v.ack_ns, v.req_ns) = (10, 20, 30, 40);
+        (v.isn, v.origin_isn, v.turns) = (100, 200, 3);
+        (v.req_seq, v.req_ack) = (1_000, 2_000);
+        v.head[..4].copy_from_slice(b"GET ");
+        v.head_len = 4;
+        let h = History {
+            head: raw(kind::HISTORY),
+            value: v,
+        };
+        // SAFETY: History is repr(C) plain data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                std::ptr::from_ref(&h).cast::<u8>(),
+                std::mem::size_of::<History>(),
+            )
+        };
+        assert!(is_history(bytes) && !is_snapshot(bytes));
+        let events = decode_history(&read_history(bytes).unwrap()).unwrap();
+        let kinds: Vec<(&str, u64, u32)> = events
+            .iter()
+            .map(|e| (e.kind.name(), e.ts_ns, e.seq))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("syn_in", 10, 100),
+                ("resumed", 10, 0),
+                ("synack_out", 20, 200),
+                ("ack_in", 30, 0),
+                ("data_in", 40, 1_000)
+            ]
+        );
+        assert_eq!(events[1].kind, FlowEventKind::Resume { requests: 3 });
+        assert!(
+            matches!(&events[4].kind, FlowEventKind::Payload { bytes, ack: 2_000, .. } if bytes == b"GET ")
+        );
+        assert!(matches!(
+            read_history(&bytes[..100]),
+            Err(DecodeError::Short(100, _))
+        ));
     }
 
     #[test]
