@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_analyze;
+mod bench_peers;
 mod demo;
 mod deps;
 mod ebpf;
