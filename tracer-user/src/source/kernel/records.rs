@@ -162,7 +162,9 @@ pub fn decode_history(h: &History) -> Result<Vec<FlowEvent>, DecodeError> {
     }
     let waiting = v.flags & flow_flag::WAITING != 0;
     if v.flags & flow_flag::COUNTED != 0 {
-        out.push(at(v.syn_ns, FlowEventKind::Resume { requests: v.turns }, 0));
+        // Just before the ACK it stands beside: the diagnoser must know
+        // before the handshake completes that the kernel counted it.
+        out.push(at(v.ack_ns, FlowEventKind::Resume { requests: v.turns }, 0));
     }
     if v.ack_ns != 0 {
         out.push(at(v.ack_ns, FlowEventKind::AckIn, 0));
@@ -185,7 +187,7 @@ pub fn decode_history(h: &History) -> Result<Vec<FlowEvent>, DecodeError> {
     if v.flags & flow_flag::FIN_IN != 0 {
         out.push(at(v.fin_in_ns, FlowEventKind::FinIn, 0));
     }
-    // Stable: the resume stays right after the SYN (and the SYN-ACK).
+    // Stable: the resume stays right before the ACK of the same time.
     out.sort_by_key(|e| e.ts_ns);
     Ok(out)
 }
@@ -322,13 +324,13 @@ mod tests {
             kinds,
             [
                 ("syn_in", 10, 100),
-                ("resumed", 10, 0),
                 ("synack_out", 20, 200),
+                ("resumed", 30, 0),
                 ("ack_in", 30, 0),
                 ("data_in", 40, 1_000)
             ]
         );
-        assert_eq!(events[1].kind, FlowEventKind::Resume { requests: 3 });
+        assert_eq!(events[2].kind, FlowEventKind::Resume { requests: 3 });
         assert!(
             matches!(&events[4].kind, FlowEventKind::Payload { bytes, ack: 2_000, .. } if bytes == b"GET ")
         );
