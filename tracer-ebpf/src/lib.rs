@@ -470,6 +470,14 @@ pub mod counter {
     pub const COUNT: u32 = 6;
 }
 
+/// Interfaces whose index is below this have their link-layer header length
+/// in the `IFACE_L2` array (stored plus one; 0 = not attached), a lookup the
+/// verifier inlines; larger indexes are in the `IFACE_L2_FAR` hash map.
+pub const L2_DIRECT: u32 = 16_384;
+/// The longest link-layer header the agent attaches behind (Ethernet with
+/// two VLAN tags is 22 bytes).
+pub const L2_MAX: u32 = 64;
+
 /// Map and program names, shared so that neither side spells them twice.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
@@ -480,6 +488,7 @@ pub mod names {
     pub const TP_LAYOUTS: &str = "TP_LAYOUTS";
     pub const DROP_LAYOUT: &str = "DROP_LAYOUT";
     pub const IFACE_L2: &str = "IFACE_L2";
+    pub const IFACE_L2_FAR: &str = "IFACE_L2_FAR";
     pub const COUNTERS: &str = "COUNTERS";
     pub const FLOWS: &str = "FLOWS";
     pub const SNAP_ARGS: &str = "SNAP_ARGS";

@@ -124,8 +124,27 @@ pub(crate) fn proc_cpu_rss(pid: i32) -> (f64, u64) {
     (ticks / hz, rss)
 }
 
-pub fn run(bin: &Path) -> Result<()> {
-    per_packet()?;
-    crate::bench_peers::run(bin)?;
-    crate::flood::run(bin, proc_cpu_rss)
+/// The parts of the bench, each runnable alone (`--only`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Per-packet cost of the TC programs (`BPF_PROG_TEST_RUN`).
+    Packets,
+    /// The lab's nginx side by side with tcpdump and bpftrace.
+    Peers,
+    /// The SYN flood.
+    Flood,
+}
+
+pub fn run(bin: &Path, only: &[Part]) -> Result<()> {
+    let wanted = |p: Part| only.is_empty() || only.contains(&p);
+    if wanted(Part::Packets) {
+        per_packet()?;
+    }
+    if wanted(Part::Peers) {
+        crate::bench_peers::run(bin)?;
+    }
+    if wanted(Part::Flood) {
+        crate::flood::run(bin, proc_cpu_rss)?;
+    }
+    Ok(())
 }

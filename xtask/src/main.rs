@@ -50,7 +50,11 @@ enum Cmd {
     Demo,
     /// Measure what the agent costs: per-packet cost of the TC programs and
     /// connection rate through the lab with the agent attached vs detached.
-    Bench,
+    Bench {
+        /// Run only these parts (default: all of them).
+        #[arg(long, value_enum)]
+        only: Vec<bench::Part>,
+    },
     /// Offline analysis speed: a synthetic capture of ~1.5 million packets
     /// (and one twice as large) through `origin-tracer analyze` and through
     /// `tshark -z conv,tcp` (installed with apt-get if missing); packets per
@@ -84,11 +88,11 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Test { no_root, filter } => test(no_root, &filter),
-        Cmd::Bench => {
+        Cmd::Bench { only } => {
             require_root("cargo xtask bench")?;
             deps::ensure_lab_tools()?;
             let bin = build_agent()?;
-            bench::run(&bin)
+            bench::run(&bin, &only)
         }
         Cmd::BenchAnalyze => {
             deps::ensure_tshark()?;

@@ -30,9 +30,28 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 pub static TP_LAYOUTS: Array<TpLayout> = Array::with_max_entries(tracer_ebpf::tp_index::COUNT, 0);
 #[map]
 pub static DROP_LAYOUT: Array<DropLayout> = Array::with_max_entries(1, 0);
-/// ifindex -> length of the link-layer header the TC program skips.
+/// ifindex -> 1 + length of the link-layer header the TC program skips
+/// (see [`tracer_ebpf::L2_DIRECT`]).
 #[map]
-pub static IFACE_L2: HashMap<u32, u32> = HashMap::with_max_entries(1_024, 0);
+pub static IFACE_L2: Array<u8> = Array::with_max_entries(tracer_ebpf::L2_DIRECT, 0);
+/// The same, for interfaces with a larger index.
+#[map]
+pub static IFACE_L2_FAR: HashMap<u32, u32> = HashMap::with_max_entries(1_024, 0);
+
+/// Length of the link-layer header of the interface a packet is on
+/// (Ethernet's when the agent did not say).
+#[inline(always)]
+pub fn l2_len(ifindex: u32) -> usize {
+    if ifindex < tracer_ebpf::L2_DIRECT {
+        match IFACE_L2.get(ifindex) {
+            Some(v) if *v != 0 => usize::from(*v - 1),
+            _ => 14,
+        }
+    } else {
+        // SAFETY: plain map lookup; the value is copied out.
+        unsafe { IFACE_L2_FAR.get(&ifindex) }.map_or(14, |v| *v as usize)
+    }
+}
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 /// Latency histograms of quiet flows: `measure * HIST_BUCKETS + bucket`.

@@ -13,8 +13,8 @@ use tracer_ebpf::{
 
 use super::{
     maps::{
-        blank_event, emit, flow_key, go_loud, is_edge, is_loud, new_flow, now_ns, port_watched,
-        quiet_mode, FLOWS, IFACE_L2, SETTINGS, SNAP_ARGS, SNAP_PROGS,
+        blank_event, emit, flow_key, go_loud, is_edge, is_loud, l2_len, new_flow, now_ns,
+        port_watched, quiet_mode, FLOWS, SETTINGS, SNAP_ARGS, SNAP_PROGS,
     },
     quiet,
 };
@@ -58,14 +58,58 @@ fn handle(ctx: &TcContext, ingress: bool) -> Option<()> {
     }
     // SAFETY: the context points at a valid __sk_buff for the program's run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: plain map lookup; the value is copied out.
-    let l2 = unsafe { IFACE_L2.get(&ifindex) }.copied().unwrap_or(14) as usize;
+    let l2 = l2_len(ifindex);
+    if l2 > PEEK_MAX {
+        // The agent attaches to no such link.
+        return None;
+    }
+    if !may_matter(ctx, proto, l2, ingress) {
+        return None;
+    }
     let ip = parse_ip(ctx, proto, l2)?;
     match ip.proto {
         IPPROTO_TCP => tcp(ctx, &ip, ingress, ifindex),
         IPPROTO_ICMP | IPPROTO_ICMPV6 if !ingress => icmp(ctx, &ip, ifindex),
         _ => None,
     }
+}
+
+/// The longest link-layer header the agent attaches behind
+/// ([`tracer_ebpf::L2_MAX`]).
+const PEEK_MAX: usize = tracer_ebpf::L2_MAX as usize;
+
+/// The check every packet of the host pays: false for a TCP segment to or
+/// from a port that is not watched (SSH, databases, the host's own
+/// clients), read straight from the packet's linear part without a helper
+/// call. True for everything else, and when the headers are not all in the
+/// linear part: the full parse, by `bpf_skb_load_bytes`, decides then. Only
+/// its answer leaves this function, so that the verifier does not walk the
+/// rest of the program once per way of reading.
+#[inline(always)]
+fn may_matter(ctx: &TcContext, proto: u16, l2: usize, ingress: bool) -> bool {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + l2 + 40 > end {
+        return true;
+    }
+    // SAFETY: [start + l2, start + l2 + 40) is within [data, data_end).
+    let (ip_proto, l4) = unsafe {
+        let h = (start + l2) as *const u8;
+        if proto == ETH_P_IP {
+            (*h.add(9), l2 + usize::from(*h & 0x0f) * 4)
+        } else {
+            (*h.add(6), l2 + 40)
+        }
+    };
+    if ip_proto != IPPROTO_TCP || l4 > PEEK_MAX + 60 || start + l4 + 4 > end {
+        return true;
+    }
+    // SAFETY: [start + l4, start + l4 + 4) is within [data, data_end).
+    let port = unsafe {
+        let p = (start + l4 + if ingress { 2 } else { 0 }) as *const u8;
+        u16::from_be_bytes([*p, *p.add(1)])
+    };
+    port_watched(port)
 }
 
 #[inline(always)]

@@ -6,12 +6,16 @@
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use tracer_ebpf::{
-    addr_layout, counter, kind, tp_index, RawEvent, DROP_BY_NETFILTER, FAMILY_V4, FAMILY_V6,
+    addr_layout, counter, flow_state, kind, tp_index, RawEvent, DROP_BY_NETFILTER, FAMILY_V4,
+    FAMILY_V6,
 };
 
-use super::maps::{
-    blank_event, bump, emit, flow_key, go_loud, is_edge, is_loud, port_watched, quiet_mode,
-    DROP_LAYOUT, FLOWS, SETTINGS, TP_LAYOUTS,
+use super::{
+    maps::{
+        blank_event, bump, emit, flow_key, go_loud, is_edge, is_loud, port_watched, quiet_mode,
+        DROP_LAYOUT, FLOWS, SETTINGS, TP_LAYOUTS,
+    },
+    quiet,
 };
 
 const AF_INET: u16 = 2;
@@ -138,17 +142,6 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     if !port_watched(ev.origin_port) || !is_edge(ev.family, &ev.edge_addr) {
         return None;
     }
-    if quiet_mode() {
-        // Only flows whose SYN was seen; a quiet flow's state changes are
-        // its own business, any reset or SYN-ACK resend turns it loud.
-        let f = FLOWS.get_ptr_mut(&flow_key(&ev))?;
-        if !is_loud(f) {
-            if event_kind == kind::KERNEL_SET_STATE {
-                return None;
-            }
-            go_loud(f, &ev);
-        }
-    }
     ev.aux0 = if layout.extra0 == ABSENT {
         ABSENT
     } else {
@@ -159,6 +152,27 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     } else {
         field::<u32>(ctx, layout.extra1)?
     };
+    if quiet_mode() {
+        // Only flows whose SYN was seen; a quiet flow's state changes are
+        // its own business, any reset or SYN-ACK resend turns it loud.
+        let f = FLOWS.get_ptr_mut(&flow_key(&ev))?;
+        if !is_loud(f) {
+            if event_kind == kind::KERNEL_SET_STATE {
+                let settings = SETTINGS.get(0)?;
+                // The socket took the handshake's ACK, which may have come
+                // in on an interface that is not watched.
+                // SAFETY: LRU value pointer valid for this program run.
+                if ev.aux0 == settings.tcp_syn_recv
+                    && ev.aux1 == settings.tcp_established
+                    && unsafe { (*f).state } == flow_state::SYN_SEEN
+                {
+                    quiet::established(f);
+                }
+                return None;
+            }
+            go_loud(f, &ev);
+        }
+    }
     if event_kind == kind::KERNEL_SET_STATE {
         // Only the handshake's outcome and the end of a connection matter.
         let settings = SETTINGS.get(0)?;

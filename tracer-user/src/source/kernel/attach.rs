@@ -165,9 +165,18 @@ fn fill_maps(
         settings.set(0, layout::settings(names_, s.all_sources, snap, quiet), 0)?;
     }
     {
-        let mut l2: HashMap<&mut MapData, u32, u32> = map_mut(ebpf, names::IFACE_L2)?.try_into()?;
-        for i in ifaces {
-            l2.insert(i.ifindex, i.l2_len, 0)?;
+        let mut near: Array<&mut MapData, u8> = map_mut(ebpf, names::IFACE_L2)?.try_into()?;
+        for i in ifaces.iter().filter(|i| i.ifindex < tracer_ebpf::L2_DIRECT) {
+            let v = u8::try_from(i.l2_len + 1).context("a link-layer header over 254 bytes")?;
+            near.set(i.ifindex, v, 0)?;
+        }
+        let mut far: HashMap<&mut MapData, u32, u32> =
+            map_mut(ebpf, names::IFACE_L2_FAR)?.try_into()?;
+        for i in ifaces
+            .iter()
+            .filter(|i| i.ifindex >= tracer_ebpf::L2_DIRECT)
+        {
+            far.insert(i.ifindex, i.l2_len, 0)?;
         }
     }
     if let Some(l) = drop_layout {
