@@ -43,6 +43,10 @@ pub mod kind {
     /// A [`super::History`]: what the kernel kept of a quiet flow, sent once,
     /// just before the first event userspace gets of it.
     pub const HISTORY: u32 = 15;
+    /// A TLS connection's `ClientHello` (a [`super::Hello`]): sent before
+    /// the connection's [`super::History`], and for every TLS connection
+    /// when the agent asked for them (`--check-certs`).
+    pub const HELLO: u32 = 16;
 }
 
 /// Address family tags used in [`RawEvent::family`].
@@ -220,6 +224,10 @@ pub struct Settings {
     /// 1: healthy connections stay in the kernel (see [`FlowValue`]); 0:
     /// every flow is loud from its SYN (`--write-pcap`, `--events all`).
     pub quiet: u32,
+    /// 1: send every quiet TLS connection's `ClientHello` ([`Hello`]), for
+    /// the server names it asks for (`--check-certs`).
+    pub hellos: u32,
+    pub _pad: u32,
 }
 
 /// Values of [`Settings::snapshots`].
@@ -285,7 +293,9 @@ pub mod prog_slot {
     pub const SNAPSHOT: u32 = 0;
     /// [`super::names::TC_TURN`].
     pub const TURN: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// [`super::names::TC_TLS`].
+    pub const TLS: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Key of the per-flow LRU map (`FLOWS`): the edge's 4-tuple.
@@ -321,6 +331,41 @@ pub mod flow_flag {
     /// The handshake was counted healthy in the kernel
     /// ([`counter::HANDSHAKES`]): userspace must not count it again.
     pub const COUNTED: u32 = 16;
+    /// The connection speaks TLS (its first bytes were a `ClientHello`):
+    /// the TLS program follows its records ([`tls_phase`]).
+    pub const TLS: u32 = 32;
+    /// TLS 1.3: the origin's session tickets after the edge's `Finished`
+    /// went by (two of one length), or none came before a longer record.
+    pub const TICKETS_DONE: u32 = 64;
+}
+
+/// [`FlowValue::tls_phase`]: how far a quiet TLS connection's handshake got.
+pub mod tls_phase {
+    pub const NONE: u32 = 0;
+    /// The edge's `ClientHello` came (kept in the `HELLOS` map).
+    pub const HELLO: u32 = 1;
+    /// The origin's `ServerHello` came (`tls_version`, `tls_cipher`).
+    pub const SHAKE: u32 = 2;
+    /// The edge finished its side: application data from here on, one
+    /// request/response turn after another.
+    pub const DONE: u32 = 3;
+}
+
+/// Bytes of a `ClientHello` the kernel keeps (longer ones are read in
+/// userspace: the connection is loud from its first record then).
+pub const HELLO_BYTES: usize = 1024;
+
+/// A TLS connection's `ClientHello`: `head.kind` is [`kind::HELLO`], `head`
+/// names the flow (`seq`: the hello's first byte, `ts_ns`: when it came).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Hello {
+    pub head: RawEvent,
+    /// Valid bytes in `bytes` (the whole record, header included).
+    pub len: u32,
+    /// The edge's initial sequence number (whose connection this is).
+    pub isn: u32,
+    pub bytes: [u8; HELLO_BYTES],
 }
 
 /// Bytes of each request's head the kernel keeps while it waits for the
@@ -372,6 +417,26 @@ pub struct FlowValue {
     pub ifindex: u32,
     /// Valid bytes in `head`.
     pub head_len: u32,
+    /// TLS ([`flow_flag::TLS`]): the handshake's [`tls_phase`].
+    pub tls_phase: u32,
+    /// The `ServerHello`'s version (0x0303 for TLS 1.2, 0x0304 for 1.3)
+    /// and cipher suite; 0 before it.
+    pub tls_version: u32,
+    pub tls_cipher: u32,
+    /// TLS 1.3: length of the edge's `Finished` record (fixed by the
+    /// cipher suite) and the longest record that is only an alert or a
+    /// `KeyUpdate`.
+    pub finished_len: u32,
+    pub control_len: u32,
+    /// TLS 1.3: length of the first session ticket record (0: none yet).
+    pub ticket_len: u32,
+    /// Sequence number of the next record header, edge -> origin and
+    /// origin -> edge.
+    pub rec_in: u32,
+    pub rec_out: u32,
+    /// The origin's next sequence number after the bytes seen (TLS).
+    pub out_next: u32,
+    pub _pad: u32,
     /// The current request's first bytes.
     pub head: [u8; HEAD_BYTES],
 }
@@ -399,6 +464,16 @@ impl FlowValue {
             in_next: 0,
             ifindex: 0,
             head_len: 0,
+            tls_phase: tls_phase::NONE,
+            tls_version: 0,
+            tls_cipher: 0,
+            finished_len: 0,
+            control_len: 0,
+            ticket_len: 0,
+            rec_in: 0,
+            rec_out: 0,
+            out_next: 0,
+            _pad: 0,
             head: [0; HEAD_BYTES],
         }
     }
@@ -467,7 +542,9 @@ pub mod counter {
     pub const REQUESTS: u32 = 4;
     /// Quiet flows that turned loud (a [`super::History`] went out).
     pub const LOUD_FLOWS: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Of [`REQUESTS`], those over TLS.
+    pub const TLS_REQUESTS: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Interfaces whose index is below this have their link-layer header length
@@ -494,6 +571,7 @@ pub mod names {
     pub const SNAP_ARGS: &str = "SNAP_ARGS";
     pub const SNAP_PROGS: &str = "SNAP_PROGS";
     pub const HIST: &str = "HIST";
+    pub const HELLOS: &str = "HELLOS";
     /// Program names start with this prefix, so that stale netlink filters of
     /// ours can be found and removed (`BPF_OBJ_NAME_LEN` is 16).
     pub const PROG_PREFIX: &str = "otr_";
@@ -503,12 +581,19 @@ pub mod names {
     pub const TC_SNAPSHOT: &str = "otr_tc_snapshot";
     /// Tail-called for payload of quiet flows: judges each turn.
     pub const TC_TURN: &str = "otr_tc_turn";
+    /// Tail-called by the turn program for TLS connections: follows the
+    /// records of the handshake and of each turn.
+    pub const TC_TLS: &str = "otr_tc_tls";
     pub const TP_KFREE_SKB: &str = "otr_kfree_skb";
     pub const TP_SEND_RESET: &str = "otr_send_reset";
     pub const TP_RECV_RESET: &str = "otr_recv_reset";
     pub const TP_RETRANS_SYNACK: &str = "otr_retr_synack";
     pub const TP_SET_STATE: &str = "otr_set_state";
 }
+
+/// Capacity of the LRU map of `ClientHello`s (`HELLOS`): the TLS
+/// connections whose hello is still at hand when they are handed over.
+pub const HELLO_CAPACITY: u32 = 8_192;
 
 /// Capacity of the LRU flow map.
 pub const FLOW_CAPACITY: u32 = 65_536;
@@ -527,4 +612,5 @@ mod user {
     unsafe impl aya::Pod for super::Snapshot {}
     unsafe impl aya::Pod for super::SnapArgs {}
     unsafe impl aya::Pod for super::History {}
+    unsafe impl aya::Pod for super::Hello {}
 }

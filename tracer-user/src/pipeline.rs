@@ -132,6 +132,13 @@ impl Pipeline {
         self.diag.replayed(&flow);
     }
 
+    /// A quiet TLS connection's `ClientHello` (`--check-certs`): its
+    /// server name, for the checks; the connection stays the kernel's.
+    pub fn on_hello(&mut self, flow: &crate::source::event::Flow, hello: &[u8]) {
+        self.counts.events_received += 1;
+        self.diag.on_hello(flow, hello);
+    }
+
     /// A kernel record that could not be decoded: counted, the first logged.
     pub fn undecodable(&mut self, e: &dyn std::fmt::Display) {
         self.counts.events_received += 1;
@@ -168,7 +175,8 @@ impl Pipeline {
 
     /// What the kernel counted of quiet connections, at the end of a run.
     pub fn add_kernel_counts(&mut self, k: crate::output::line::InKernel, hist: &[Vec<u64>]) {
-        self.diag.add_kernel_counts(k.handshakes, k.requests, hist);
+        self.diag
+            .add_kernel_counts(k.handshakes, (k.requests, k.tls_requests), hist);
         self.counts.in_kernel = Some(k);
     }
 

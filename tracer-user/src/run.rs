@@ -27,7 +27,7 @@ use crate::{
         self, attach,
         btf::Btf,
         procnet::OverflowPoller,
-        quiet as attach_quiet,
+        quiet::{self as attach_quiet, Quiet},
         records::{self, KernelNames},
         snapshots::Snapshots,
     },
@@ -94,13 +94,13 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                 if stop_at.is_some() => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                r.drain(guard.get_inner_mut(), &kernel.names, &mut p);
+                r.drain(guard.get_inner_mut(), &kernel.names, &kernel.quiet, &mut p);
                 guard.clear_ready();
             }
             _ = tick.tick() => {
                 // A wake-up lost between draining and clearing readiness
                 // costs at most one tick.
-                r.drain(ring.get_mut(), &kernel.names, &mut p);
+                r.drain(ring.get_mut(), &kernel.names, &kernel.quiet, &mut p);
                 let now = monotonic_ns();
                 if now - last_poll >= POLL_COUNTERS_NS {
                     last_poll = now;
@@ -111,7 +111,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                 if now - last_sweep >= sweep_every {
                     last_sweep = now;
                     for h in kernel.quiet.take_overdue(now, waits) {
-                        r.history(&h, &mut p);
+                        r.history(&h, &kernel.quiet, &mut p);
                     }
                 }
                 p.decide(now);
@@ -221,7 +221,7 @@ fn shut_down(
     started: u64,
 ) {
     // Whatever the kernel already handed over still counts.
-    r.drain(ring.get_mut(), &kernel.names, &mut p);
+    r.drain(ring.get_mut(), &kernel.names, &kernel.quiet, &mut p);
     let now = monotonic_ns();
     p.settle(now);
     let counters = kernel.counters();
@@ -230,6 +230,7 @@ fn shut_down(
         InKernel {
             handshakes: counters[counter::HANDSHAKES as usize],
             requests: counters[counter::REQUESTS as usize],
+            tls_requests: counters[counter::TLS_REQUESTS as usize],
             handed_over: counters[counter::LOUD_FLOWS as usize],
         },
         &kernel.quiet.histograms(),
@@ -260,12 +261,21 @@ impl Reader {
         &mut self,
         ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
         names: &KernelNames,
+        quiet: &Quiet,
         p: &mut Pipeline,
     ) {
         while let Some(item) = ring.next() {
             if records::is_history(&item) {
                 match records::read_history(&item) {
-                    Ok(h) => self.history(&h, p),
+                    Ok(h) => self.history(&h, quiet, p),
+                    Err(e) => p.undecodable(&e),
+                }
+                continue;
+            }
+            if records::is_hello(&item) {
+                // `--check-certs`: a quiet TLS connection's server name.
+                match records::read_hello(&item) {
+                    Ok((flow, hello)) => p.on_hello(&flow, &hello),
                     Err(e) => p.undecodable(&e),
                 }
                 continue;
@@ -291,8 +301,8 @@ impl Reader {
 
     /// A quiet flow's history (from the ring, or taken over from the map):
     /// one kernel event, the events it stands for into the diagnoser.
-    fn history(&mut self, h: &tracer_ebpf::History, p: &mut Pipeline) {
-        match records::decode_history(h) {
+    fn history(&mut self, h: &tracer_ebpf::History, quiet: &Quiet, p: &mut Pipeline) {
+        match records::decode_history(h, quiet.hello_of(h)) {
             Ok(events) => p.on_history(events, self.payload),
             Err(e) => p.undecodable(&e),
         }

@@ -10,9 +10,9 @@ use aya_ebpf::{
     },
 };
 use tracer_ebpf::{
-    counter, flow_flag, hist_bucket, kind, prog_slot, DropLayout, FlowKey, FlowValue, History,
-    RawEvent, Settings, SnapArgs, Snapshot, TpLayout, FAMILY_V4, FLOW_CAPACITY, HIST_BUCKETS,
-    RINGBUF_BYTES,
+    counter, flow_flag, hist_bucket, kind, prog_slot, DropLayout, FlowKey, FlowValue, Hello,
+    History, RawEvent, Settings, SnapArgs, Snapshot, TpLayout, FAMILY_V4, FLOW_CAPACITY,
+    HELLO_CAPACITY, HIST_BUCKETS, RINGBUF_BYTES,
 };
 
 #[map]
@@ -73,6 +73,13 @@ pub static SNAP_ARGS: PerCpuArray<SnapArgs> = PerCpuArray::with_max_entries(1, 0
 /// stack next to the rest).
 #[map]
 pub static HISTORY_BUF: PerCpuArray<History> = PerCpuArray::with_max_entries(1, 0);
+/// Quiet TLS connections' `ClientHello`s: userspace reads a connection's
+/// when the connection is handed over (its history says TLS).
+#[map]
+pub static HELLOS: LruHashMap<FlowKey, Hello> = LruHashMap::with_max_entries(HELLO_CAPACITY, 0);
+/// A `ClientHello` being kept, per CPU.
+#[map]
+pub static HELLO_BUF: PerCpuArray<Hello> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn bump(index: u32) {

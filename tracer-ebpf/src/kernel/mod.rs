@@ -4,6 +4,7 @@ mod maps;
 mod quiet;
 mod snapshot;
 mod tc;
+mod tls;
 mod tp;
 mod turn;
 

@@ -2,10 +2,10 @@
 //! segment of a quiet flow: a request's first segment is noted (its time,
 //! its first bytes), a response's first segment judged. A healthy turn (an
 //! HTTP/1 status line of 2xx-4xx whose head ends in that segment) is
-//! counted and timed here; anything else (TLS, a 1xx or 5xx status, bytes
-//! that are no HTTP, a longer head, a resent request, the edge writing after
-//! the origin's FIN) turns the flow loud and hands the segment to the
-//! snapshot program.
+//! counted and timed here; anything else (a 1xx or 5xx status, bytes that
+//! are no HTTP, a longer head, a resent request, the edge writing after the
+//! origin's FIN) turns the flow loud and hands the segment to the snapshot
+//! program. TLS connections go to the TLS program.
 
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC, helpers::bpf_skb_load_bytes, macros::classifier, programs::TcContext,
@@ -13,7 +13,10 @@ use aya_ebpf::{
 use tracer_ebpf::{counter, flow_flag, kind, measure, prog_slot, FlowValue, SnapArgs, HEAD_BYTES};
 
 use super::{
-    maps::{bump, emit, go_loud, is_loud, now_ns, observe, FLOWS, SNAP_ARGS, SNAP_BUF, SNAP_PROGS},
+    maps::{
+        bump, emit, go_loud, is_loud, now_ns, observe, FLOWS, HELLOS, SNAP_ARGS, SNAP_BUF,
+        SNAP_PROGS,
+    },
     quiet,
 };
 
@@ -32,11 +35,43 @@ fn turn(ctx: &TcContext) -> Option<()> {
     let f = FLOWS.get_ptr_mut(&args.key)?;
     let ingress = args.ingress != 0;
     let len = ctx.len().saturating_sub(args.header_end);
+    if is_tls(ctx, f, &args, ingress) {
+        // SAFETY: SNAP_ARGS still holds this packet's arguments.
+        unsafe { SNAP_PROGS.tail_call(ctx, prog_slot::TLS) };
+        // No TLS program: userspace reads the connection.
+        finish(ctx, f, &args, false);
+        return None;
+    }
     let fine = if ingress {
         request(ctx, f, &args, len)
     } else {
         response(ctx, f, &args, len)
     };
+    finish(ctx, f, &args, fine);
+    Some(())
+}
+
+/// A TLS connection, or the edge's first bytes are a TLS handshake record.
+#[inline(always)]
+fn is_tls(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, ingress: bool) -> bool {
+    // SAFETY: LRU value pointer valid for this program run.
+    unsafe {
+        if (*f).flags & flow_flag::TLS != 0 {
+            return true;
+        }
+        if !ingress || (*f).flags & flow_flag::WAITING != 0 || (*f).req_ns != 0 {
+            return false;
+        }
+    }
+    matches!(ctx.load::<[u8; 2]>(args.header_end as usize), Ok([22, 3]))
+}
+
+/// After a payload segment of a quiet flow was judged: a segment that may
+/// be a failure turns the flow loud and goes to the snapshot program;
+/// otherwise a FIN with it is noted (both sides closed: the flow is gone).
+#[inline(always)]
+pub(super) fn finish(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, fine: bool) {
+    let ingress = args.ingress != 0;
     let mut ev = args.head;
     ev.kind = if ingress {
         kind::EDGE_FIN
@@ -52,16 +87,16 @@ fn turn(ctx: &TcContext) -> Option<()> {
         // Snapshots are on, or this program would not run.
         // SAFETY: SNAP_ARGS still holds this packet's arguments.
         unsafe { SNAP_PROGS.tail_call(ctx, prog_slot::SNAPSHOT) };
-        return None;
+        return;
     }
     if args.fin != 0 {
         if quiet::fin(f, ingress, &ev) {
             let _ = FLOWS.remove(&args.key);
+            let _ = HELLOS.remove(&args.key);
         } else if is_loud(f) {
             emit(&mut ev);
         }
     }
-    Some(())
 }
 
 /// An edge segment: true while nothing in it may be a failure.
@@ -204,7 +239,7 @@ fn head_ends(ctx: &TcContext, at: u32, len: u32) -> bool {
 /// `min(len, max)`, provably within `1..=max` for the verifier (`max` a
 /// power of two); 0 stays 1, harmless for a length the caller checked.
 #[inline(always)]
-fn bounded(len: u32, max: u32) -> u32 {
+pub(super) fn bounded(len: u32, max: u32) -> u32 {
     let n = if len < max { len } else { max };
     let mut masked = u64::from(n.saturating_sub(1));
     let mask = u64::from(max - 1);

@@ -151,6 +151,19 @@ impl Diagnoser {
         &self.stats
     }
 
+    /// A TLS connection the kernel follows sent this `ClientHello`
+    /// (`--check-certs`): its server name joins the ones to check.
+    pub fn on_hello(&mut self, flow: &Flow, hello: &[u8]) {
+        let sni = crate::proto::tls::scan(hello)
+            .client_hello
+            .and_then(|c| c.sni);
+        if let Some(sni) = sni {
+            if self.new_snis.len() < 1_024 {
+                self.new_snis.push((flow.origin, flow.origin_port, sni));
+            }
+        }
+    }
+
     /// Server names seen for the first time since the last call, with the
     /// origin address and port the edge used (for `--check-certs`).
     pub fn take_new_snis(&mut self) -> Vec<(std::net::IpAddr, u16, String)> {
@@ -172,9 +185,16 @@ impl Diagnoser {
     /// Add what the kernel counted of quiet connections: healthy handshakes
     /// and requests, and its latency histograms (`HIST_BUCKETS` counts per
     /// measure, in [`tracer_ebpf::measure`] order).
-    pub fn add_kernel_counts(&mut self, handshakes: u64, requests: u64, hist: &[Vec<u64>]) {
+    /// `(requests, tls)`: healthy requests, and of them those over TLS.
+    pub fn add_kernel_counts(
+        &mut self,
+        handshakes: u64,
+        (requests, tls): (u64, u64),
+        hist: &[Vec<u64>],
+    ) {
         self.stats.healthy_handshakes += handshakes;
         self.stats.healthy_requests += requests;
+        self.stats.encrypted_responses += tls;
         let timing = &mut self.stats.timing;
         for (samples, counts) in [&mut timing.syn_to_synack, &mut timing.request_to_first_byte]
             .into_iter()
@@ -302,10 +322,10 @@ impl Diagnoser {
                 cfg.max_evidence,
             );
         }
-        if let FlowEventKind::Resume { requests } = &e.kind {
+        if let FlowEventKind::Resume { requests, tls } = &e.kind {
             // The kernel counted the handshake and the answered requests.
             f.kernel_counted = true;
-            f.app.resume(*requests);
+            f.app.resume(*requests, tls.as_deref());
             return;
         }
         if f.settled() {

@@ -14,6 +14,7 @@ use crate::proto::{
     http, tls,
     tls_records::{Records, Version},
 };
+use crate::source::event::TlsResume;
 
 /// Origin bytes delivered after which more may have gone unseen: the 20 KiB
 /// budget less a snapshot's largest shortfall (about 16 KiB are sent of a
@@ -70,6 +71,9 @@ pub struct App {
     /// The kernel followed the connection quietly before: the edge's next
     /// payload starts a turn (as after an answered one).
     resume_pending: bool,
+    /// TLS 1.3, taken over from the kernel before the origin's tickets went
+    /// by: the next turn's response record is not certain.
+    tickets_pending: bool,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -114,14 +118,40 @@ impl App {
         self.in_retransmits = 0;
         self.out_after_request = 0;
         self.records.next_turn();
+        self.records.unsure = std::mem::take(&mut self.tickets_pending);
     }
 
     /// The kernel saw `requests` requests answered before it handed the
     /// connection over: the edge's next payload starts the next turn (a
     /// connection handed over in its first turn starts as any other).
-    pub fn resume(&mut self, requests: u32) {
+    ///
+    /// A TLS connection brings what the kernel saw of its handshake: the
+    /// `ClientHello` it kept, parsed here as if it had come in a snapshot,
+    /// and the `ServerHello`'s version and cipher suite. Once the edge's
+    /// side of the handshake finished, its next record starts a turn.
+    pub fn resume(&mut self, requests: u32, tls: Option<&TlsResume>) {
         self.requests = requests;
         self.resume_pending = requests > 0;
+        let Some(t) = tls else {
+            return;
+        };
+        let hello = t
+            .client_hello
+            .as_deref()
+            .and_then(|b| tls::scan(b).client_hello);
+        // Not kept (the kernel holds a bounded number): TLS all the same.
+        self.client_hello = Some(hello.unwrap_or_default());
+        if let Some((version, cipher)) = t.server_hello {
+            self.server_hello = Some(tls::ServerHello {
+                version,
+                cipher,
+                ..tls::ServerHello::default()
+            });
+        }
+        if t.done {
+            self.resume_pending = true;
+            self.tickets_pending = t.tickets_pending;
+        }
     }
 
     /// The turn is answered and nothing in it can change the verdict: keep

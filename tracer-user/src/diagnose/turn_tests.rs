@@ -304,7 +304,14 @@ fn resumed(port: u16) -> Vec<Event> {
     let mut v = vec![
         ev(0, port, K::SynIn),
         ev(0, port, K::SynAckOut),
-        ev(0, port, K::Resume { requests: 4 }),
+        ev(
+            0,
+            port,
+            K::Resume {
+                requests: 4,
+                tls: None,
+            },
+        ),
         ev(1, port, K::AckIn),
     ];
     v.push(payload_ack(500, port, false, (5_000, 9_000), &REQ[..12]));

@@ -400,6 +400,8 @@ pub struct InKernel {
     pub handshakes: u64,
     /// Healthy requests counted there (part of `healthy_requests`).
     pub requests: u64,
+    /// Of them, requests over TLS (part of `encrypted_responses`).
+    pub tls_requests: u64,
     /// Connections handed to userspace because something about them might
     /// be a failure (each sent what the kernel had kept of it once).
     pub handed_over: u64,

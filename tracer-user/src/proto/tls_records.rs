@@ -100,6 +100,10 @@ pub struct Records {
     /// A later request/response turn: no tickets, no handshake; each
     /// stream restarts at its turn's first record.
     pub later_turn: bool,
+    /// A later turn whose origin may still send tickets first (TLS 1.3,
+    /// taken over from the kernel before they went by): its response is
+    /// certain only as a first turn's is.
+    pub unsure: bool,
 }
 
 /// The origin's first response record as far as the records tell.
@@ -155,6 +159,7 @@ impl Records {
         self.data.clear();
         self.request = None;
         self.later_turn = true;
+        self.unsure = false;
     }
 
     /// The origin's stream grew (at `ts_ns`).
@@ -207,7 +212,10 @@ impl Records {
             // After tickets, or too long for one, or followed by a record
             // of another length: not a ticket.
             Version::Tls13 { .. } => {
-                self.later_turn || tickets > 0 || len > TICKET_MAX || self.data.len() > 1
+                (self.later_turn && !self.unsure)
+                    || tickets > 0
+                    || len > TICKET_MAX
+                    || self.data.len() > 1
             }
         };
         Some(Response {

@@ -54,9 +54,11 @@ pub enum FlowEventKind {
     },
     /// The kernel followed the connection quietly until here: its handshake
     /// was healthy (and counted there), `requests` requests were answered
-    /// healthy; the edge's next payload starts the next turn.
+    /// healthy; the edge's next payload starts the next turn. `tls`: what
+    /// the kernel saw of a TLS connection's handshake.
     Resume {
         requests: u32,
+        tls: Option<Box<TlsResume>>,
     },
     /// Payload bytes of a segment (from a snapshot or a capture); `seq` of
     /// the [`FlowEvent`] is the sequence number of its first byte. What they
@@ -68,6 +70,22 @@ pub enum FlowEventKind {
         ack: u32,
         bytes: Vec<u8>,
     },
+}
+
+/// A TLS connection the kernel followed: its handshake as far as it got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsResume {
+    /// The edge's `ClientHello` record, when the kernel still had it (it
+    /// keeps a bounded number).
+    pub client_hello: Option<Vec<u8>>,
+    /// The `ServerHello`'s version and cipher suite (`None` before it).
+    pub server_hello: Option<(u16, u16)>,
+    /// The edge's side of the handshake finished: its next record starts a
+    /// turn.
+    pub done: bool,
+    /// TLS 1.3: the origin's session tickets had not all gone by (a
+    /// response record can then not be told from a ticket for sure).
+    pub tickets_pending: bool,
 }
 
 /// One observation about one flow.

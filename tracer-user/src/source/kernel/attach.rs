@@ -87,12 +87,14 @@ pub fn load_configured(s: &Settings, ifaces: &[Iface], names_: &KernelNames) -> 
     load_tail(&mut ebpf, names::TC_SNAPSHOT, prog_slot::SNAPSHOT)
         .map_err(|e| anyhow::anyhow!(e))?;
     load_tail(&mut ebpf, names::TC_TURN, prog_slot::TURN).map_err(|e| anyhow::anyhow!(e))?;
+    load_tail(&mut ebpf, names::TC_TLS, prog_slot::TLS).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ebpf)
 }
 
 /// Load a program the TC programs tail-call (the snapshot program, the turn
-/// program) and put it in their jump table; without them they take no
-/// snapshots and judge no turn.
+/// program, the TLS program) and put it in their jump table; without them
+/// they take no snapshots and judge no turn (without the TLS program, TLS
+/// connections are read in userspace).
 fn load_tail(ebpf: &mut Ebpf, program: &str, slot: u32) -> Result<(), String> {
     let prog: &mut SchedClassifier = ebpf
         .program_mut(program)
@@ -162,7 +164,11 @@ fn fill_maps(
             every_packet: s.write_pcap.is_some(),
         });
         let quiet = s.write_pcap.is_none() && s.events != crate::cli::EventsMode::All;
-        settings.set(0, layout::settings(names_, s.all_sources, snap, quiet), 0)?;
+        settings.set(
+            0,
+            layout::settings(names_, s.all_sources, snap, quiet, s.check_certs),
+            0,
+        )?;
     }
     {
         let mut near: Array<&mut MapData, u8> = map_mut(ebpf, names::IFACE_L2)?.try_into()?;
@@ -282,13 +288,14 @@ fn attach_all(
 ) -> Result<(bool, Vec<String>, Vec<Probe>)> {
     let mut our_qdiscs = Vec::new();
     // Before the TC programs: their first packets already tail-call them.
-    let (snapshot, turn) = if s.no_payload && s.write_pcap.is_none() {
+    let (snapshot, turn, tls) = if s.no_payload && s.write_pcap.is_none() {
         let off = || Err("--no-payload: no packet snapshots".to_owned());
-        (off(), off())
+        (off(), off(), off())
     } else {
         (
             load_tail(ebpf, names::TC_SNAPSHOT, prog_slot::SNAPSHOT),
             load_tail(ebpf, names::TC_TURN, prog_slot::TURN),
+            load_tail(ebpf, names::TC_TLS, prog_slot::TLS),
         )
     };
     let tcx = match attach_tc(ebpf, ifaces, s.attach_mode, &mut our_qdiscs) {
@@ -317,6 +324,7 @@ fn attach_all(
     for (name, program, result) in [
         ("tc_snapshot", names::TC_SNAPSHOT, snapshot),
         ("tc_turn", names::TC_TURN, turn),
+        ("tc_tls", names::TC_TLS, tls),
     ] {
         probes.push(Probe {
             name: name.into(),

@@ -249,12 +249,15 @@ pub struct SnapBudget {
 }
 
 /// `quiet`: healthy flows stay in the kernel (not with `--write-pcap` or
-/// `--events all`, which want every packet or event).
+/// `--events all`, which want every packet or event); `hellos`: every TLS
+/// connection's `ClientHello` is sent all the same (`--check-certs` wants
+/// each server name).
 pub fn settings(
     names: &KernelNames,
     all_sources: bool,
     snap: Option<SnapBudget>,
     quiet: bool,
+    hellos: bool,
 ) -> Settings {
     let state = |name: &str| {
         names
@@ -276,6 +279,8 @@ pub fn settings(
         snap_budget_in: snap.map_or(0, |b| b.inbound),
         snap_budget_out: snap.map_or(0, |b| b.outbound),
         quiet: u32::from(quiet),
+        hellos: u32::from(hellos),
+        _pad: 0,
     }
 }
 
@@ -377,7 +382,7 @@ mod tests {
         assert_eq!(names.drop_reasons[&12], "NETFILTER_DROP");
         assert_eq!(names.reset_reasons[&1], "NO_SOCKET");
         assert_eq!(names.tcp_states[&3], "TCP_SYN_RECV");
-        let s = settings(&names, false, None, true);
+        let s = settings(&names, false, None, true, false);
         assert_eq!((s.tcp_syn_recv, s.tcp_close, s.tcp_established), (3, 7, 1));
         // Without formats, BTF names the same values.
         let from_btf = kernel_names(None, None, None, &btf);
@@ -389,7 +394,7 @@ mod tests {
         assert_eq!(
             from_btf
                 .tcp_states
-                .get(&settings(&names, false, None, true).tcp_syn_recv)
+                .get(&settings(&names, false, None, true, false).tcp_syn_recv)
                 .map(String::as_str),
             Some("TCP_SYN_RECV")
         );

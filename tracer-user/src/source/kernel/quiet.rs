@@ -10,16 +10,18 @@ use aya::{
     Ebpf,
 };
 use tracer_ebpf::{
-    flow_flag, flow_state, kind, measure, names, FlowKey, FlowValue, History, RawEvent,
-    HIST_BUCKETS,
+    flow_flag, flow_state, kind, measure, names, FlowKey, FlowValue, Hello, History, RawEvent,
+    HELLO_BYTES, HIST_BUCKETS,
 };
 
 /// `BPF_EXIST`: update only an entry that is still there.
 const BPF_EXIST: u64 = 2;
 
-/// The flow map and the histograms, taken from the loaded object.
+/// The flow map, the kept `ClientHello`s and the histograms, taken from
+/// the loaded object.
 pub struct Quiet {
     flows: HashMap<MapData, FlowKey, FlowValue>,
+    hellos: HashMap<MapData, FlowKey, Hello>,
     hist: PerCpuArray<MapData, u64>,
 }
 
@@ -70,11 +72,39 @@ impl Quiet {
             ebpf.take_map(names::FLOWS)
                 .context("eBPF object lacks FLOWS")?,
         )?;
+        let hellos = HashMap::try_from(
+            ebpf.take_map(names::HELLOS)
+                .context("eBPF object lacks HELLOS")?,
+        )?;
         let hist = PerCpuArray::try_from(
             ebpf.take_map(names::HIST)
                 .context("eBPF object lacks HIST")?,
         )?;
-        Ok(Self { flows, hist })
+        Ok(Self {
+            flows,
+            hellos,
+            hist,
+        })
+    }
+
+    /// The `ClientHello` the kernel kept of a TLS connection handed over,
+    /// if it still has it (and it is this connection's, not an earlier
+    /// one's on the same addresses and ports).
+    pub fn hello_of(&self, h: &History) -> Option<Vec<u8>> {
+        if h.value.flags & flow_flag::TLS == 0 {
+            return None;
+        }
+        let r = &h.head;
+        let key = FlowKey {
+            edge_addr: r.edge_addr,
+            origin_addr: r.origin_addr,
+            edge_port: r.edge_port,
+            origin_port: r.origin_port,
+            family: r.family,
+        };
+        let hello = self.hellos.get(&key, 0).ok()?;
+        (hello.isn == h.value.isn)
+            .then(|| hello.bytes[..(hello.len as usize).min(HELLO_BYTES)].to_vec())
     }
 
     /// Take over every quiet flow that waited past `w`: mark it loud (its

@@ -7,10 +7,13 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tracer_ebpf::{flow_flag, kind, History, RawEvent, FAMILY_V4, FAMILY_V6, HEAD_BYTES};
+use tracer_ebpf::{
+    flow_flag, kind, tls_phase, Hello, History, RawEvent, FAMILY_V4, FAMILY_V6, HEAD_BYTES,
+    HELLO_BYTES,
+};
 
 use crate::source::{
-    event::{Flow, FlowEvent, FlowEventKind},
+    event::{Flow, FlowEvent, FlowEventKind, TlsResume},
     names::{DropReason, TcpState},
 };
 
@@ -138,10 +141,37 @@ pub fn read_history(bytes: &[u8]) -> Result<History, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<History>()) })
 }
 
+/// Is this ring-buffer record a TLS connection's `ClientHello`?
+pub fn is_hello(bytes: &[u8]) -> bool {
+    bytes
+        .get(8..12)
+        .is_some_and(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) == kind::HELLO)
+}
+
+/// Read a [`Hello`] record: its flow and the hello's bytes.
+pub fn read_hello(bytes: &[u8]) -> Result<(Flow, Vec<u8>), DecodeError> {
+    let need = std::mem::size_of::<Hello>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short(bytes.len(), need));
+    }
+    // SAFETY: length checked; Hello is plain old data.
+    let h = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Hello>()) };
+    let raw = &h.head;
+    let flow = Flow {
+        edge: addr(raw.family, raw.edge_addr)?,
+        edge_port: raw.edge_port,
+        origin: addr(raw.family, raw.origin_addr)?,
+        origin_port: raw.origin_port,
+    };
+    Ok((flow, h.bytes[..(h.len as usize).min(HELLO_BYTES)].to_vec()))
+}
+
 /// What the kernel kept of a quiet flow, as the events it stands for, in
 /// time order: the handshake, a `resume` when the kernel counted it (and
-/// answered requests), the request that waits (its first bytes), the closes.
-pub fn decode_history(h: &History) -> Result<Vec<FlowEvent>, DecodeError> {
+/// answered requests; for TLS, with the `ClientHello` bytes `hello` the
+/// kernel kept and what it read of the handshake), the request that waits
+/// (its first bytes), the closes.
+pub fn decode_history(h: &History, hello: Option<Vec<u8>>) -> Result<Vec<FlowEvent>, DecodeError> {
     let raw = &h.head;
     let v = &h.value;
     let flow = Flow {
@@ -161,15 +191,30 @@ pub fn decode_history(h: &History) -> Result<Vec<FlowEvent>, DecodeError> {
         out.push(at(v.synack_ns, FlowEventKind::SynAckOut, v.origin_isn));
     }
     let waiting = v.flags & flow_flag::WAITING != 0;
-    if v.flags & flow_flag::COUNTED != 0 {
+    let tls = (v.flags & flow_flag::TLS != 0).then(|| {
+        Box::new(TlsResume {
+            client_hello: hello,
+            server_hello: (v.tls_version != 0).then(|| {
+                (
+                    u16::try_from(v.tls_version).unwrap_or(0),
+                    u16::try_from(v.tls_cipher).unwrap_or(0),
+                )
+            }),
+            done: v.tls_phase == tls_phase::DONE,
+            tickets_pending: v.tls_version == 0x0304 && v.flags & flow_flag::TICKETS_DONE == 0,
+        })
+    });
+    if v.flags & flow_flag::COUNTED != 0 || tls.is_some() {
         // Just before the ACK it stands beside: the diagnoser must know
         // before the handshake completes that the kernel counted it.
-        out.push(at(v.ack_ns, FlowEventKind::Resume { requests: v.turns }, 0));
+        let requests = v.turns;
+        out.push(at(v.ack_ns, FlowEventKind::Resume { requests, tls }, 0));
     }
     if v.ack_ns != 0 {
         out.push(at(v.ack_ns, FlowEventKind::AckIn, 0));
     }
-    if waiting {
+    // A TLS handshake that waits has its hello in the resume instead.
+    if waiting && v.head_len > 0 {
         let len = (v.head_len as usize).min(HEAD_BYTES);
         out.push(at(
             v.req_ns,
@@ -315,7 +360,7 @@ mod tests {
             )
         };
         assert!(is_history(bytes) && !is_snapshot(bytes));
-        let events = decode_history(&read_history(bytes).unwrap()).unwrap();
+        let events = decode_history(&read_history(bytes).unwrap(), None).unwrap();
         let kinds: Vec<(&str, u64, u32)> = events
             .iter()
             .map(|e| (e.kind.name(), e.ts_ns, e.seq))
@@ -330,7 +375,13 @@ mod tests {
                 ("data_in", 40, 1_000)
             ]
         );
-        assert_eq!(events[2].kind, FlowEventKind::Resume { requests: 3 });
+        assert_eq!(
+            events[2].kind,
+            FlowEventKind::Resume {
+                requests: 3,
+                tls: None
+            }
+        );
         assert!(
             matches!(&events[4].kind, FlowEventKind::Payload { bytes, ack: 2_000, .. } if bytes == b"GET ")
         );
