@@ -437,6 +437,11 @@ pub struct FlowValue {
     /// The origin's next sequence number after the bytes seen (TLS).
     pub out_next: u32,
     pub _pad: u32,
+    /// When the `ServerHello` went out (0: not yet).
+    pub server_hello_ns: u64,
+    /// TLS 1.3: when the origin's second session ticket went out (0: not
+    /// yet, or none came).
+    pub tickets_ns: u64,
     /// The current request's first bytes.
     pub head: [u8; HEAD_BYTES],
 }
@@ -474,6 +479,8 @@ impl FlowValue {
             rec_out: 0,
             out_next: 0,
             _pad: 0,
+            server_hello_ns: 0,
+            tickets_ns: 0,
             head: [0; HEAD_BYTES],
         }
     }
@@ -494,7 +501,9 @@ pub mod measure {
     pub const SYN_TO_SYNACK: u32 = 0;
     /// A request's first byte in to its response's first byte out.
     pub const REQUEST_TO_FIRST_BYTE: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// TLS: the edge's `ClientHello` in to the origin's `ServerHello` out.
+    pub const CLIENT_HELLO_TO_SERVER_HELLO: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Buckets per histogram: four per power of two of microseconds, up to

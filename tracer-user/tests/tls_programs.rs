@@ -150,19 +150,22 @@ fn healthy_tls13_stays_in_the_kernel_until_a_request_goes_unanswered() {
     // The agent reads the kept hello and resumes the connection with it.
     let quiet_maps = Quiet::take(&mut rig.ebpf).unwrap();
     let kept = quiet_maps.hello_of(&h).expect("the ClientHello is kept");
-    assert_eq!(kept, hello);
+    assert_eq!(kept.1, hello);
+    assert!(v.syn_ns < kept.0 && kept.0 < v.server_hello_ns);
     let events = decode_history(&h, Some(kept)).unwrap();
-    let resume = events
+    let resumes: Vec<_> = events
         .iter()
-        .find_map(|e| match &e.kind {
+        .filter_map(|e| match &e.kind {
             FlowEventKind::Resume { requests, tls } => Some((*requests, tls.clone())),
             _ => None,
         })
-        .unwrap();
-    let tls = resume.1.expect("a TLS resume");
-    assert_eq!(resume.0, 2);
+        .collect();
+    assert_eq!(resumes.len(), 2, "the handshake's, then the hellos'");
+    assert!(resumes[0].1.is_none());
+    let tls = resumes[1].1.clone().expect("a TLS resume");
+    assert_eq!(resumes[1].0, 2);
     assert!(tls.done && !tls.tickets_pending);
-    assert_eq!(tls.server_hello, Some((0x0304, 0x1301)));
+    assert_eq!(tls.server_hello, Some((0x0304, 0x1301, v.server_hello_ns)));
     assert!(events.iter().any(|e| matches!(
         &e.kind,
         FlowEventKind::Payload { outbound: false, bytes, .. } if bytes[..5] == [23, 3, 3, 0, 120]

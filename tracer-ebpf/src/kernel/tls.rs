@@ -287,13 +287,17 @@ fn record(
                 // told apart in userspace.
                 if (*f).ticket_len == 0 {
                     (*f).ticket_len = rlen;
-                    return true;
-                }
-                if rlen == (*f).ticket_len {
+                } else if rlen == (*f).ticket_len {
                     (*f).flags |= flow_flag::TICKETS_DONE;
-                    return true;
+                    (*f).tickets_ns = now_ns();
+                } else {
+                    return false;
                 }
-                return false;
+                if waiting {
+                    // The response, when it comes, follows the tickets.
+                    (*f).req_ack = seq.wrapping_add(HEADER + rlen);
+                }
+                return true;
             }
             if (*f).ticket_len != 0 {
                 return false;
@@ -345,6 +349,11 @@ fn server_hello(ctx: &TcContext, f: *mut FlowValue, at: u32) -> bool {
             (*f).control_len = 5 + 1 + tag;
         }
         (*f).tls_phase = tls_phase::SHAKE;
+        (*f).server_hello_ns = now_ns();
+        observe(
+            measure::CLIENT_HELLO_TO_SERVER_HELLO,
+            (*f).server_hello_ns.saturating_sub((*f).req_ns),
+        );
     }
     true
 }

@@ -11,7 +11,9 @@ use crate::proto::{http, tls, tls_records::Version};
 impl App {
     /// TLS 1.3 session tickets recognised among the origin's records.
     pub fn tls_tickets(&self) -> usize {
-        self.record_version().map_or(0, |v| self.records.tickets(v))
+        self.record_version()
+            .map_or(0, |v| self.records.tickets(v))
+            .max(self.kernel_tickets)
     }
 
     /// A TLS connection whose response certainly started.

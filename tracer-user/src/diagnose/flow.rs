@@ -165,6 +165,15 @@ impl FlowState {
         }
     }
 
+    /// The evidence in time order (what the kernel kept of a quiet
+    /// connection arrives at once, some of it stamped later than what
+    /// follows it).
+    pub(super) fn timeline(&self) -> Vec<Evidence> {
+        let mut v = self.evidence.clone();
+        v.sort_by_key(|e| e.t_us);
+        v
+    }
+
     pub(super) fn push(&mut self, ts_ns: u64, what: EvidenceKind, max: usize) {
         let t_us = ts_ns.saturating_sub(self.first_ns) / 1_000;
         if let Some(last) = self.evidence.last_mut() {

@@ -196,9 +196,14 @@ impl Diagnoser {
         self.stats.healthy_requests += requests;
         self.stats.encrypted_responses += tls;
         let timing = &mut self.stats.timing;
-        for (samples, counts) in [&mut timing.syn_to_synack, &mut timing.request_to_first_byte]
-            .into_iter()
-            .zip(hist)
+        // In `tracer_ebpf::measure` order.
+        for (samples, counts) in [
+            &mut timing.syn_to_synack,
+            &mut timing.request_to_first_byte,
+            &mut timing.client_hello_to_server_hello,
+        ]
+        .into_iter()
+        .zip(hist)
         {
             for (bucket, n) in (0u32..).zip(counts) {
                 if *n > 0 {
@@ -234,7 +239,7 @@ impl Diagnoser {
                     .filter(|_| f.established())
                     .unwrap_or(f.first_ns),
                 for_response: f.established(),
-                evidence: f.evidence.clone(),
+                evidence: f.timeline(),
             })
             .collect();
         out.sort_by_key(|p| (p.first_ns, p.flow));
@@ -315,6 +320,15 @@ impl Diagnoser {
         };
         f.last_ns = f.last_ns.max(e.ts_ns);
         let is_payload = matches!(e.kind, FlowEventKind::Payload { .. });
+        if let FlowEventKind::Resume { tls: Some(t), .. } = &e.kind {
+            // What the kernel saw of a TLS handshake: the hellos' evidence.
+            for (ts, what) in f.app.resume_tls(t, e.ts_ns) {
+                f.push(ts, what, cfg.max_evidence);
+            }
+            // The hellos stay with the connection's later turns.
+            f.handshake_evidence = f.evidence.len();
+            return;
+        }
         if !is_payload && !is_routine_drop(f, &e.kind) {
             f.push(
                 e.ts_ns,
@@ -322,10 +336,10 @@ impl Diagnoser {
                 cfg.max_evidence,
             );
         }
-        if let FlowEventKind::Resume { requests, tls } = &e.kind {
+        if let FlowEventKind::Resume { requests, .. } = &e.kind {
             // The kernel counted the handshake and the answered requests.
             f.kernel_counted = true;
-            f.app.resume(*requests, tls.as_deref());
+            f.app.resume(*requests);
             return;
         }
         if f.settled() {
@@ -460,7 +474,7 @@ impl Diagnoser {
                     flow,
                     cause,
                     confidence,
-                    evidence: f.evidence.clone(),
+                    evidence: f.timeline(),
                     hint: hint(cause, &flow, detail.as_deref()),
                     // Also for a 520/524 over TLS: its version, its SNI.
                     tls: f.app.tls_facts(),

@@ -74,6 +74,11 @@ pub struct App {
     /// TLS 1.3, taken over from the kernel before the origin's tickets went
     /// by: the next turn's response record is not certain.
     tickets_pending: bool,
+    /// The kernel saw the edge finish its side of the TLS handshake (its
+    /// bytes are not in the streams).
+    pub handshake_done: bool,
+    /// TLS 1.3 session tickets the kernel saw go by.
+    pub(super) kernel_tickets: usize,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -124,34 +129,55 @@ impl App {
     /// The kernel saw `requests` requests answered before it handed the
     /// connection over: the edge's next payload starts the next turn (a
     /// connection handed over in its first turn starts as any other).
-    ///
-    /// A TLS connection brings what the kernel saw of its handshake: the
-    /// `ClientHello` it kept, parsed here as if it had come in a snapshot,
-    /// and the `ServerHello`'s version and cipher suite. Once the edge's
-    /// side of the handshake finished, its next record starts a turn.
-    pub fn resume(&mut self, requests: u32, tls: Option<&TlsResume>) {
+    pub fn resume(&mut self, requests: u32) {
         self.requests = requests;
         self.resume_pending = requests > 0;
-        let Some(t) = tls else {
-            return;
-        };
+    }
+
+    /// A TLS connection the kernel followed: the `ClientHello` it kept,
+    /// parsed here as if it had come in a snapshot, and the `ServerHello`'s
+    /// version and cipher suite. Once the edge's side of the handshake
+    /// finished, its next record starts a turn. Returns the evidence the
+    /// hellos stand for, with their times (`at_ns`: the `ClientHello`'s).
+    pub fn resume_tls(&mut self, t: &TlsResume, at_ns: u64) -> Vec<(u64, EvidenceKind)> {
+        let mut out = Vec::new();
         let hello = t
             .client_hello
             .as_deref()
             .and_then(|b| tls::scan(b).client_hello);
+        if let Some(ch) = &hello {
+            out.push((at_ns, hello_evidence(ch)));
+        }
         // Not kept (the kernel holds a bounded number): TLS all the same.
         self.client_hello = Some(hello.unwrap_or_default());
-        if let Some((version, cipher)) = t.server_hello {
-            self.server_hello = Some(tls::ServerHello {
+        if let Some((version, cipher, ts)) = t.server_hello {
+            let sh = tls::ServerHello {
                 version,
                 cipher,
                 ..tls::ServerHello::default()
-            });
+            };
+            out.push((ts.max(at_ns), server_hello_evidence(&sh)));
+            self.server_hello = Some(sh);
+        }
+        // The tickets belong to the first turn's story (later turns start
+        // from the handshake's evidence, as when read in userspace).
+        if let Some(ts) = t.tickets_ns.filter(|_| self.requests == 0) {
+            self.kernel_tickets = 2;
+            out.push((
+                ts.max(at_ns),
+                EvidenceKind::Payload {
+                    event: PayloadEvent::DataOut,
+                    detail: "2 TLS 1.3 session tickets".to_owned(),
+                },
+            ));
         }
         if t.done {
             self.resume_pending = true;
             self.tickets_pending = t.tickets_pending;
+            self.records.handshake_done();
+            self.handshake_done = true;
         }
+        out
     }
 
     /// The turn is answered and nothing in it can change the verdict: keep
@@ -250,19 +276,7 @@ impl App {
             if tls::looks_like_tls(data) {
                 let scan = tls::scan(data);
                 if let Some(ch) = scan.client_hello.filter(|c| c.complete || c.sni.is_some()) {
-                    let versions: Vec<&str> = ch
-                        .offered_versions
-                        .iter()
-                        .map(|v| tls::version_name(*v))
-                        .collect();
-                    out.push(EvidenceKind::Payload {
-                        event: PayloadEvent::ClientHelloIn,
-                        detail: format!(
-                            "sni={} offers {}",
-                            ch.sni.as_deref().unwrap_or("-"),
-                            versions.join(",")
-                        ),
-                    });
+                    out.push(hello_evidence(&ch));
                     self.client_hello = Some(ch);
                     self.client_hello_ns = Some(ts_ns);
                 }
@@ -318,18 +332,7 @@ impl App {
                 });
             }
             if let (None, Some(sh)) = (self.server_hello, scan.server_hello) {
-                out.push(EvidenceKind::Payload {
-                    event: PayloadEvent::ServerHelloOut,
-                    detail: format!(
-                        "{}{}",
-                        tls::version_name(sh.version),
-                        if sh.hello_retry_request {
-                            " (HelloRetryRequest)"
-                        } else {
-                            ""
-                        }
-                    ),
-                });
+                out.push(server_hello_evidence(&sh));
                 self.server_hello = Some(sh);
                 self.server_hello_ns = Some(ts_ns);
             }
@@ -410,6 +413,39 @@ impl App {
                 detail: format!("TLS application data, {} bytes (encrypted)", r.len),
             });
         }
+    }
+}
+
+/// `client_hello_in`: the server name asked for and the versions offered.
+fn hello_evidence(ch: &tls::ClientHello) -> EvidenceKind {
+    let versions: Vec<&str> = ch
+        .offered_versions
+        .iter()
+        .map(|v| tls::version_name(*v))
+        .collect();
+    EvidenceKind::Payload {
+        event: PayloadEvent::ClientHelloIn,
+        detail: format!(
+            "sni={} offers {}",
+            ch.sni.as_deref().unwrap_or("-"),
+            versions.join(",")
+        ),
+    }
+}
+
+/// `server_hello_out`: the version chosen.
+fn server_hello_evidence(sh: &tls::ServerHello) -> EvidenceKind {
+    EvidenceKind::Payload {
+        event: PayloadEvent::ServerHelloOut,
+        detail: format!(
+            "{}{}",
+            tls::version_name(sh.version),
+            if sh.hello_retry_request {
+                " (HelloRetryRequest)"
+            } else {
+                ""
+            }
+        ),
     }
 }
 

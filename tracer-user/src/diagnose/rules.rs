@@ -143,7 +143,7 @@ pub(super) fn classify_app(
         let tls13 = a
             .server_hello
             .is_some_and(|s| s.version == 0x0304 && !s.hello_retry_request);
-        if tls13 && (f.fin_in || f.rst_in) && a.in_after_server_hello <= 64 {
+        if tls13 && !a.handshake_done && (f.fin_in || f.rst_in) && a.in_after_server_hello <= 64 {
             return Some((Cause::EdgeAbortedAfterCertificate, Confidence::Low, None));
         }
         if a.records.lost {

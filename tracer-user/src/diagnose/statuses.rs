@@ -92,7 +92,7 @@ pub fn finding(flow: Flow, f: &FlowState, status: u16, ts_ns: u64) -> Finding {
         flow,
         cause: Cause::OriginErrorStatus,
         confidence: Confidence::High,
-        evidence: f.evidence.clone(),
+        evidence: f.timeline(),
         hint: hint(status, flow.origin_port),
         tls: None,
         http: f.app.http_facts(),

@@ -357,3 +357,85 @@ fn a_flow_handed_over_by_the_kernel_is_diagnosed_where_it_stands() {
     let f = single(&resumed(3), 3_000);
     assert_eq!((f.cause, index(&f)), (Cause::ResponseTimeout, 5.into()));
 }
+
+/// A TLS 1.3 connection the kernel hands over after 2 answered requests:
+/// its kept `ClientHello`, the `ServerHello` it read, the handshake done.
+fn resumed_tls(port: u16) -> Vec<Event> {
+    let tls = crate::source::event::TlsResume {
+        client_hello: Some(client_hello(0x0304)),
+        server_hello: Some((0x0304, 0x1301, 3 * MS)),
+        done: true,
+        tickets_pending: false,
+        tickets_ns: Some(4 * MS),
+    };
+    vec![
+        ev(0, port, K::SynIn),
+        ev(0, port, K::SynAckOut),
+        ev(
+            0,
+            port,
+            K::Resume {
+                requests: 2,
+                tls: None,
+            },
+        ),
+        ev(1, port, K::AckIn),
+        ev(
+            2,
+            port,
+            K::Resume {
+                requests: 2,
+                tls: Some(Box::new(tls)),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn a_tls_flow_handed_over_by_the_kernel_keeps_its_hellos_and_its_turns() {
+    // The third request, then the origin's FIN where its answer should be.
+    let mut events = resumed_tls(1);
+    let request = [&[23u8, 3, 3, 0, 120][..], &[0xaa; 120]].concat();
+    events.push(payload_ack(500, 1, false, (5_000, 9_000), &request));
+    events.push(Event::Flow(FlowEvent {
+        seq: 9_000,
+        ..match ev(600, 1, K::FinOut) {
+            Event::Flow(e) => e,
+            Event::ListenOverflow(_) => unreachable!(),
+        }
+    }));
+    let f = single(&events, 3_000);
+    assert_eq!(
+        (f.cause, index(&f)),
+        (Cause::ClosedWithoutResponse, 3.into()),
+        "{f:#?}"
+    );
+    let names: Vec<&str> = f.evidence.iter().map(|e| e.what.event()).collect();
+    assert_eq!(
+        names,
+        [
+            "syn_in",
+            "synack_out",
+            "resumed",
+            "ack_in",
+            "client_hello_in",
+            "server_hello_out",
+            "request_in",
+            "fin_out"
+        ],
+        "the first turn's tickets are not this turn's story: {f:#?}"
+    );
+    let t: Vec<u64> = f.evidence.iter().map(|e| e.t_us).collect();
+    assert!(t.windows(2).all(|w| w[0] <= w[1]), "in time order: {t:?}");
+    assert_eq!(
+        f.tls.as_ref().and_then(|t| t.negotiated_version),
+        Some("TLS1.3")
+    );
+    // The edge closing between turns after a finished handshake is no
+    // certificate refusal.
+    let mut idle = resumed_tls(2);
+    idle.push(ev(700, 2, K::FinIn));
+    idle.push(ev(701, 2, K::FinOut));
+    let (f, _) = run(&idle, 3_000);
+    assert!(f.is_empty(), "{f:#?}");
+}

@@ -151,6 +151,12 @@ impl Records {
         None
     }
 
+    /// The kernel followed the handshake to its end: the edge's `Finished`
+    /// went by there.
+    pub fn handshake_done(&mut self) {
+        self.edge_finished = true;
+    }
+
     /// The next request/response turn: both streams restart (at a record
     /// boundary: each side's earlier records were complete).
     pub fn next_turn(&mut self) {

@@ -54,8 +54,10 @@ pub enum FlowEventKind {
     },
     /// The kernel followed the connection quietly until here: its handshake
     /// was healthy (and counted there), `requests` requests were answered
-    /// healthy; the edge's next payload starts the next turn. `tls`: what
-    /// the kernel saw of a TLS connection's handshake.
+    /// healthy; the edge's next payload starts the next turn. A TLS
+    /// connection has a second one, at its `ClientHello`'s time, with what
+    /// the kernel saw of its handshake (`tls`); that one stands for the
+    /// hellos in the evidence.
     Resume {
         requests: u32,
         tls: Option<Box<TlsResume>>,
@@ -78,14 +80,17 @@ pub struct TlsResume {
     /// The edge's `ClientHello` record, when the kernel still had it (it
     /// keeps a bounded number).
     pub client_hello: Option<Vec<u8>>,
-    /// The `ServerHello`'s version and cipher suite (`None` before it).
-    pub server_hello: Option<(u16, u16)>,
+    /// The `ServerHello`'s version, cipher suite and time (`None` before
+    /// it).
+    pub server_hello: Option<(u16, u16, u64)>,
     /// The edge's side of the handshake finished: its next record starts a
     /// turn.
     pub done: bool,
     /// TLS 1.3: the origin's session tickets had not all gone by (a
     /// response record can then not be told from a ticket for sure).
     pub tickets_pending: bool,
+    /// TLS 1.3: when the origin's two session tickets went by.
+    pub tickets_ns: Option<u64>,
 }
 
 /// One observation about one flow.

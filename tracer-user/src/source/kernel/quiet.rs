@@ -90,7 +90,8 @@ impl Quiet {
     /// The `ClientHello` the kernel kept of a TLS connection handed over,
     /// if it still has it (and it is this connection's, not an earlier
     /// one's on the same addresses and ports).
-    pub fn hello_of(&self, h: &History) -> Option<Vec<u8>> {
+    /// `(when it came, its bytes)`.
+    pub fn hello_of(&self, h: &History) -> Option<(u64, Vec<u8>)> {
         if h.value.flags & flow_flag::TLS == 0 {
             return None;
         }
@@ -103,8 +104,10 @@ impl Quiet {
             family: r.family,
         };
         let hello = self.hellos.get(&key, 0).ok()?;
-        (hello.isn == h.value.isn)
-            .then(|| hello.bytes[..(hello.len as usize).min(HELLO_BYTES)].to_vec())
+        (hello.isn == h.value.isn).then(|| {
+            let bytes = hello.bytes[..(hello.len as usize).min(HELLO_BYTES)].to_vec();
+            (hello.head.ts_ns, bytes)
+        })
     }
 
     /// Take over every quiet flow that waited past `w`: mark it loud (its

@@ -171,7 +171,10 @@ pub fn read_hello(bytes: &[u8]) -> Result<(Flow, Vec<u8>), DecodeError> {
 /// answered requests; for TLS, with the `ClientHello` bytes `hello` the
 /// kernel kept and what it read of the handshake), the request that waits
 /// (its first bytes), the closes.
-pub fn decode_history(h: &History, hello: Option<Vec<u8>>) -> Result<Vec<FlowEvent>, DecodeError> {
+pub fn decode_history(
+    h: &History,
+    hello: Option<(u64, Vec<u8>)>,
+) -> Result<Vec<FlowEvent>, DecodeError> {
     let raw = &h.head;
     let v = &h.value;
     let flow = Flow {
@@ -191,27 +194,36 @@ pub fn decode_history(h: &History, hello: Option<Vec<u8>>) -> Result<Vec<FlowEve
         out.push(at(v.synack_ns, FlowEventKind::SynAckOut, v.origin_isn));
     }
     let waiting = v.flags & flow_flag::WAITING != 0;
-    let tls = (v.flags & flow_flag::TLS != 0).then(|| {
-        Box::new(TlsResume {
-            client_hello: hello,
-            server_hello: (v.tls_version != 0).then(|| {
-                (
-                    u16::try_from(v.tls_version).unwrap_or(0),
-                    u16::try_from(v.tls_cipher).unwrap_or(0),
-                )
-            }),
-            done: v.tls_phase == tls_phase::DONE,
-            tickets_pending: v.tls_version == 0x0304 && v.flags & flow_flag::TICKETS_DONE == 0,
-        })
-    });
-    if v.flags & flow_flag::COUNTED != 0 || tls.is_some() {
+    let is_tls = v.flags & flow_flag::TLS != 0;
+    let requests = v.turns;
+    if v.flags & flow_flag::COUNTED != 0 || is_tls {
         // Just before the ACK it stands beside: the diagnoser must know
         // before the handshake completes that the kernel counted it.
-        let requests = v.turns;
+        let tls = None;
         out.push(at(v.ack_ns, FlowEventKind::Resume { requests, tls }, 0));
     }
     if v.ack_ns != 0 {
         out.push(at(v.ack_ns, FlowEventKind::AckIn, 0));
+    }
+    if is_tls {
+        let (hello_ns, client_hello) = match hello {
+            Some((ts, bytes)) => (ts, Some(bytes)),
+            None => (v.ack_ns, None),
+        };
+        let tls = Some(Box::new(TlsResume {
+            client_hello,
+            server_hello: (v.tls_version != 0).then(|| {
+                (
+                    u16::try_from(v.tls_version).unwrap_or(0),
+                    u16::try_from(v.tls_cipher).unwrap_or(0),
+                    v.server_hello_ns,
+                )
+            }),
+            done: v.tls_phase == tls_phase::DONE,
+            tickets_pending: v.tls_version == 0x0304 && v.flags & flow_flag::TICKETS_DONE == 0,
+            tickets_ns: (v.tickets_ns != 0).then_some(v.tickets_ns),
+        }));
+        out.push(at(hello_ns, FlowEventKind::Resume { requests, tls }, 0));
     }
     // A TLS handshake that waits has its hello in the resume instead.
     if waiting && v.head_len > 0 {
