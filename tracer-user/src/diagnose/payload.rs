@@ -14,7 +14,6 @@ use crate::proto::{
     http, tls,
     tls_records::{Records, Version},
 };
-use crate::source::event::TlsResume;
 
 /// Origin bytes delivered after which more may have gone unseen: the 20 KiB
 /// budget less a snapshot's largest shortfall (about 16 KiB are sent of a
@@ -124,60 +123,6 @@ impl App {
         self.out_after_request = 0;
         self.records.next_turn();
         self.records.unsure = std::mem::take(&mut self.tickets_pending);
-    }
-
-    /// The kernel saw `requests` requests answered before it handed the
-    /// connection over: the edge's next payload starts the next turn (a
-    /// connection handed over in its first turn starts as any other).
-    pub fn resume(&mut self, requests: u32) {
-        self.requests = requests;
-        self.resume_pending = requests > 0;
-    }
-
-    /// A TLS connection the kernel followed: the `ClientHello` it kept,
-    /// parsed here as if it had come in a snapshot, and the `ServerHello`'s
-    /// version and cipher suite. Once the edge's side of the handshake
-    /// finished, its next record starts a turn. Returns the evidence the
-    /// hellos stand for, with their times (`at_ns`: the `ClientHello`'s).
-    pub fn resume_tls(&mut self, t: &TlsResume, at_ns: u64) -> Vec<(u64, EvidenceKind)> {
-        let mut out = Vec::new();
-        let hello = t
-            .client_hello
-            .as_deref()
-            .and_then(|b| tls::scan(b).client_hello);
-        if let Some(ch) = &hello {
-            out.push((at_ns, hello_evidence(ch)));
-        }
-        // Not kept (the kernel holds a bounded number): TLS all the same.
-        self.client_hello = Some(hello.unwrap_or_default());
-        if let Some((version, cipher, ts)) = t.server_hello {
-            let sh = tls::ServerHello {
-                version,
-                cipher,
-                ..tls::ServerHello::default()
-            };
-            out.push((ts.max(at_ns), server_hello_evidence(&sh)));
-            self.server_hello = Some(sh);
-        }
-        // The tickets belong to the first turn's story (later turns start
-        // from the handshake's evidence, as when read in userspace).
-        if let Some(ts) = t.tickets_ns.filter(|_| self.requests == 0) {
-            self.kernel_tickets = 2;
-            out.push((
-                ts.max(at_ns),
-                EvidenceKind::Payload {
-                    event: PayloadEvent::DataOut,
-                    detail: "2 TLS 1.3 session tickets".to_owned(),
-                },
-            ));
-        }
-        if t.done {
-            self.resume_pending = true;
-            self.tickets_pending = t.tickets_pending;
-            self.records.handshake_done();
-            self.handshake_done = true;
-        }
-        out
     }
 
     /// The turn is answered and nothing in it can change the verdict: keep
@@ -332,7 +277,7 @@ impl App {
                 });
             }
             if let (None, Some(sh)) = (self.server_hello, scan.server_hello) {
-                out.push(server_hello_evidence(&sh));
+                out.push(server_hello_evidence(sh));
                 self.server_hello = Some(sh);
                 self.server_hello_ns = Some(ts_ns);
             }
@@ -416,39 +361,6 @@ impl App {
     }
 }
 
-/// `client_hello_in`: the server name asked for and the versions offered.
-fn hello_evidence(ch: &tls::ClientHello) -> EvidenceKind {
-    let versions: Vec<&str> = ch
-        .offered_versions
-        .iter()
-        .map(|v| tls::version_name(*v))
-        .collect();
-    EvidenceKind::Payload {
-        event: PayloadEvent::ClientHelloIn,
-        detail: format!(
-            "sni={} offers {}",
-            ch.sni.as_deref().unwrap_or("-"),
-            versions.join(",")
-        ),
-    }
-}
-
-/// `server_hello_out`: the version chosen.
-fn server_hello_evidence(sh: &tls::ServerHello) -> EvidenceKind {
-    EvidenceKind::Payload {
-        event: PayloadEvent::ServerHelloOut,
-        detail: format!(
-            "{}{}",
-            tls::version_name(sh.version),
-            if sh.hello_retry_request {
-                " (HelloRetryRequest)"
-            } else {
-                ""
-            }
-        ),
-    }
-}
-
 /// What the first bytes look like, for evidence: at most 8 characters, enough
 /// to recognise a protocol (`SSH-2.0-`, `HTTP/1.1`, `<!DOCTYP`), never content.
 fn printable(data: &[u8]) -> String {
@@ -463,6 +375,10 @@ fn printable(data: &[u8]) -> String {
         })
         .collect()
 }
+
+#[path = "payload_resume.rs"]
+mod resume;
+use resume::{hello_evidence, server_hello_evidence};
 
 #[cfg(test)]
 #[path = "payload_tests.rs"]
