@@ -114,6 +114,16 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<PacketSnap, DecodeError> {
     })
 }
 
+/// The flow a kernel record names.
+fn flow_of(raw: &RawEvent) -> Result<Flow, DecodeError> {
+    Ok(Flow {
+        edge: addr(raw.family, raw.edge_addr)?,
+        edge_port: raw.edge_port,
+        origin: addr(raw.family, raw.origin_addr)?,
+        origin_port: raw.origin_port,
+    })
+}
+
 fn addr(family: u32, bytes: [u8; 16]) -> Result<IpAddr, DecodeError> {
     match family {
         FAMILY_V4 => Ok(IpAddr::V4(Ipv4Addr::new(
@@ -156,13 +166,7 @@ pub fn read_hello(bytes: &[u8]) -> Result<(Flow, Vec<u8>), DecodeError> {
     }
     // SAFETY: length checked; Hello is plain old data.
     let h = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Hello>()) };
-    let raw = &h.head;
-    let flow = Flow {
-        edge: addr(raw.family, raw.edge_addr)?,
-        edge_port: raw.edge_port,
-        origin: addr(raw.family, raw.origin_addr)?,
-        origin_port: raw.origin_port,
-    };
+    let flow = flow_of(&h.head)?;
     Ok((flow, h.bytes[..(h.len as usize).min(HELLO_BYTES)].to_vec()))
 }
 
@@ -175,14 +179,8 @@ pub fn decode_history(
     h: &History,
     hello: Option<(u64, Vec<u8>)>,
 ) -> Result<Vec<FlowEvent>, DecodeError> {
-    let raw = &h.head;
     let v = &h.value;
-    let flow = Flow {
-        edge: addr(raw.family, raw.edge_addr)?,
-        edge_port: raw.edge_port,
-        origin: addr(raw.family, raw.origin_addr)?,
-        origin_port: raw.origin_port,
-    };
+    let flow = flow_of(&h.head)?;
     let at = |ts_ns: u64, kind: FlowEventKind, seq: u32| FlowEvent {
         ts_ns,
         flow,
@@ -251,12 +249,7 @@ pub fn decode_history(
 
 /// Turn a kernel record into an [`Event`], naming reasons and states.
 pub fn decode(raw: &RawEvent, names: &KernelNames) -> Result<FlowEvent, DecodeError> {
-    let flow = Flow {
-        edge: addr(raw.family, raw.edge_addr)?,
-        edge_port: raw.edge_port,
-        origin: addr(raw.family, raw.origin_addr)?,
-        origin_port: raw.origin_port,
-    };
+    let flow = flow_of(raw)?;
     let flags = (raw.tcp_flags & 0xff) as u8;
     let kind = match raw.kind {
         kind::EDGE_SYN => FlowEventKind::SynIn,
