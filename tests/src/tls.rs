@@ -219,6 +219,7 @@ fn utc_date(when: &str) -> String {
 pub struct TlsServer {
     port: u16,
     default_server: bool,
+    http2: bool,
     directives: Vec<String>,
 }
 
@@ -230,6 +231,7 @@ impl TlsServer {
         TlsServer {
             port,
             default_server: false,
+            http2: false,
             directives: vec![
                 format!("ssl_certificate {}", leaf.cert.display()),
                 format!("ssl_certificate_key {}", leaf.key.display()),
@@ -246,6 +248,7 @@ impl TlsServer {
         TlsServer {
             port,
             default_server: true,
+            http2: false,
             directives: vec![
                 "ssl_reject_handshake on".to_owned(),
                 // The default server's versions are those of the port.
@@ -264,6 +267,13 @@ impl TlsServer {
     #[must_use]
     pub fn default_server(mut self) -> TlsServer {
         self.default_server = true;
+        self
+    }
+
+    /// Offering HTTP/2 by ALPN (`listen ... ssl http2`).
+    #[must_use]
+    pub fn http2(mut self) -> TlsServer {
+        self.http2 = true;
         self
     }
 
@@ -295,12 +305,14 @@ impl TlsServer {
 
     /// The `server { ... }` block.
     pub fn block(&self, lab: &Lab) -> String {
-        let params = if self.default_server {
-            "ssl default_server"
-        } else {
-            "ssl"
-        };
-        let mut s = format!("  server {{\n{}", Nginx::listen(lab, self.port, params));
+        let mut params = "ssl".to_owned();
+        if self.http2 {
+            params.push_str(" http2");
+        }
+        if self.default_server {
+            params.push_str(" default_server");
+        }
+        let mut s = format!("  server {{\n{}", Nginx::listen(lab, self.port, &params));
         for d in &self.directives {
             s.push_str(&format!("    {d};\n"));
         }
@@ -358,14 +370,16 @@ pub struct EdgeCurl {
 }
 
 impl EdgeCurl {
-    /// `https://<origin>:port/` over IPv4, connect timeout 2 s, at most 4 s.
+    /// `https://<origin>:port/` over IPv4, connect timeout 2 s, at most 4 s;
+    /// offering only `http/1.1` by ALPN, as Cloudflare's edge does unless
+    /// "HTTP/2 to origin" is on (`--http2` after it offers `h2` too).
     pub fn https(port: u16) -> EdgeCurl {
         EdgeCurl {
             family: Family::V4,
             scheme: "https",
             port,
             host: None,
-            args: Vec::new(),
+            args: vec!["--http1.1".to_owned()],
             connect_timeout: Duration::from_secs(2),
             max_time: Duration::from_secs(4),
             requests: 1,

@@ -337,6 +337,10 @@ pub mod flow_flag {
     /// TLS 1.3: the origin's session tickets after the edge's `Finished`
     /// went by (two of one length), or none came before a longer record.
     pub const TICKETS_DONE: u32 = 64;
+    /// HTTP/2: the edge sent the h2c preface (`PRI * HTTP/2.0`) or offered
+    /// ALPN `h2`. Frames of many streams are no request/response turns:
+    /// none is followed ([`counter::HTTP2`]).
+    pub const H2: u32 = 128;
 }
 
 /// [`FlowValue::tls_phase`]: how far a quiet TLS connection's handshake got.
@@ -553,7 +557,36 @@ pub mod counter {
     pub const LOUD_FLOWS: u32 = 5;
     /// Of [`REQUESTS`], those over TLS.
     pub const TLS_REQUESTS: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Quiet connections that speak HTTP/2 ([`super::flow_flag::H2`]).
+    pub const HTTP2: u32 = 7;
+    /// Of [`LOUD_FLOWS`], by why: `HANDED_OVER + ` a [`super::handover`]
+    /// reason.
+    pub const HANDED_OVER: u32 = 8;
+    pub const COUNT: u32 = HANDED_OVER + super::handover::COUNT;
+}
+
+/// Why a quiet flow turned loud (counted at [`counter::HANDED_OVER`]).
+pub mod handover {
+    /// A RST, from either side.
+    pub const RESET: u32 = 0;
+    /// The edge sent its SYN again (no answer reached it in time).
+    pub const SYN_RESENT: u32 = 1;
+    /// The origin sent its SYN-ACK again.
+    pub const SYNACK_RESENT: u32 = 2;
+    /// An ICMP unreachable about one of its segments.
+    pub const ICMP: u32 = 3;
+    /// A TCP tracepoint: the kernel sent or took a reset, or resent the
+    /// SYN-ACK.
+    pub const TCP_EVENT: u32 = 4;
+    /// The kernel dropped one of its segments.
+    pub const DROP: u32 = 5;
+    /// A FIN while a request waited, or before the handshake completed.
+    pub const CLOSED_WAITING: u32 = 6;
+    /// A payload segment that may be a failure: a 1xx or 5xx status, bytes
+    /// that are no HTTP, a longer head, a request sent again, a TLS record
+    /// that fits no rule (an alert, a `HelloRetryRequest`, a split header).
+    pub const PAYLOAD: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Interfaces whose index is below this have their link-layer header length

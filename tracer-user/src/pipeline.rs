@@ -175,8 +175,11 @@ impl Pipeline {
 
     /// What the kernel counted of quiet connections, at the end of a run.
     pub fn add_kernel_counts(&mut self, k: crate::output::line::InKernel, hist: &[Vec<u64>]) {
-        self.diag
-            .add_kernel_counts(k.handshakes, (k.requests, k.tls_requests), hist);
+        self.diag.add_kernel_counts(
+            k.handshakes,
+            (k.requests, k.tls_requests, k.http2_connections),
+            hist,
+        );
         self.counts.in_kernel = Some(k);
     }
 

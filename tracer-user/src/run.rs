@@ -10,14 +10,14 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     time::MissedTickBehavior,
 };
-use tracer_ebpf::counter;
+use tracer_ebpf::{counter, handover};
 
 use crate::{
     certcheck::watch::CertWatch,
     cli::Settings,
     clock::{monotonic_ns, WallClock},
     output::{
-        line::{AttachMode, InKernel, Line, Source},
+        line::{AttachMode, HandedOverBy, InKernel, Line, Source},
         lines::{self, Attached},
         pcap::PcapEvidence,
         summary::Extra,
@@ -82,6 +82,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
     let mut r = Reader {
         snapshots: Snapshots::default(),
         payload: !s.no_payload,
+        overdue: 0,
     };
     let (mut last_poll, mut last_loss_check, mut last_sweep) = (started, started, started);
     let (sweep_every, waits) = sweep_plan(&s);
@@ -111,6 +112,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                 if now - last_sweep >= sweep_every {
                     last_sweep = now;
                     for h in kernel.quiet.take_overdue(now, waits) {
+                        r.overdue += 1;
                         r.history(&h, &kernel.quiet, &mut p);
                     }
                 }
@@ -231,7 +233,9 @@ fn shut_down(
             handshakes: counters[counter::HANDSHAKES as usize],
             requests: counters[counter::REQUESTS as usize],
             tls_requests: counters[counter::TLS_REQUESTS as usize],
-            handed_over: counters[counter::LOUD_FLOWS as usize],
+            http2_connections: counters[counter::HTTP2 as usize],
+            handed_over: counters[counter::LOUD_FLOWS as usize] + r.overdue,
+            handed_over_by: handed_over_by(&counters, r.overdue),
         },
         &kernel.quiet.histograms(),
     );
@@ -254,6 +258,24 @@ struct Reader {
     snapshots: Snapshots,
     /// Snapshots become payload events.
     payload: bool,
+    /// Quiet flows taken over by the sweep (past their wait).
+    overdue: u64,
+}
+
+/// The kernel's hand-over counts by reason, and the sweep's.
+fn handed_over_by(c: &[u64; counter::COUNT as usize], overdue: u64) -> HandedOverBy {
+    let at = |why: u32| c[(counter::HANDED_OVER + why) as usize];
+    HandedOverBy {
+        reset: at(handover::RESET),
+        syn_resent: at(handover::SYN_RESENT),
+        synack_resent: at(handover::SYNACK_RESENT),
+        icmp: at(handover::ICMP),
+        tcp_event: at(handover::TCP_EVENT),
+        drop: at(handover::DROP),
+        closed_waiting: at(handover::CLOSED_WAITING),
+        payload: at(handover::PAYLOAD),
+        overdue,
+    }
 }
 
 impl Reader {

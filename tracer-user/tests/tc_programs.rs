@@ -8,7 +8,7 @@ mod rig;
 
 use etherparse::PacketBuilder;
 use rig::{connect, is_root, len32, seg, Rig, EDGE4, EDGE6, ORIGIN4, ORIGIN6, OTHER4, REQUEST};
-use tracer_ebpf::{counter, flow_flag, kind, names};
+use tracer_ebpf::{counter, flow_flag, handover, kind, names};
 
 fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: &str) -> Vec<u8> {
     let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
@@ -352,4 +352,16 @@ fn resets_resends_and_long_hellos_turn_quiet_flows_loud() {
     assert!(close.is_empty(), "{close:?}");
     assert_eq!(rig.counter(counter::REQUESTS), 1);
     assert_eq!(rig.counter(counter::LOUD_FLOWS), 3);
+    // Each by its first reason: the reset, the SYN again, the hello.
+    let by = |why| rig.counter(counter::HANDED_OVER + why);
+    assert_eq!(
+        (
+            by(handover::RESET),
+            by(handover::SYN_RESENT),
+            by(handover::PAYLOAD)
+        ),
+        (1, 1, 1)
+    );
+    let all: u64 = (0..handover::COUNT).map(by).sum();
+    assert_eq!(all, 3, "one reason per connection");
 }

@@ -3,7 +3,8 @@
 //! nothing (counted in the kernel), anything that may be a failure hands the
 //! connection over with what the kernel read of its handshake, and the
 //! agent's own decoding of that history (the kept `ClientHello`, the
-//! resume) is checked on what the programs really wrote.
+//! resume) is checked on what the programs really wrote. HTTP/2 (ALPN
+//! `h2`, and the h2c preface on the turn program) is followed without turns.
 
 mod rig;
 
@@ -32,6 +33,12 @@ fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
 
 /// A `ClientHello` asking for `sni`.
 fn client_hello(sni: &str) -> Vec<u8> {
+    client_hello_alpn(sni, &[])
+}
+
+/// A `ClientHello` asking for `sni` and offering ALPN `protocols` (none:
+/// no ALPN extension).
+fn client_hello_alpn(sni: &str, protocols: &[&str]) -> Vec<u8> {
     let mut b = vec![3, 3];
     b.extend_from_slice(&[7; 32]);
     b.extend_from_slice(&[0, 0, 4, 0x13, 0x01, 0xc0, 0x2f, 1, 0]);
@@ -43,6 +50,20 @@ fn client_hello(sni: &str) -> Vec<u8> {
     ext.push(0);
     ext.extend_from_slice(&n.to_be_bytes());
     ext.extend_from_slice(name);
+    // Another extension before ALPN (supported_versions: TLS 1.3).
+    ext.extend_from_slice(&[0x00, 0x2b, 0, 3, 2, 3, 4]);
+    if !protocols.is_empty() {
+        let mut list = Vec::new();
+        for p in protocols {
+            list.push(u8::try_from(p.len()).unwrap());
+            list.extend_from_slice(p.as_bytes());
+        }
+        let n = u16::try_from(list.len()).unwrap();
+        ext.extend_from_slice(&[0, 16]);
+        ext.extend_from_slice(&(n + 2).to_be_bytes());
+        ext.extend_from_slice(&n.to_be_bytes());
+        ext.extend_from_slice(&list);
+    }
     b.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
     b.extend_from_slice(&ext);
     handshake(1, &b)
@@ -156,7 +177,7 @@ fn healthy_tls13_stays_in_the_kernel_until_a_request_goes_unanswered() {
     let resumes: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            FlowEventKind::Resume { requests, tls } => Some((*requests, tls.clone())),
+            FlowEventKind::Resume { requests, tls, .. } => Some((*requests, tls.clone())),
             _ => None,
         })
         .collect();
@@ -253,4 +274,109 @@ fn split_headers_and_odd_tickets_hand_over_and_check_certs_gets_each_hello() {
     let v = rig.histories.last().unwrap().value;
     assert!(v.flags & flow_flag::TICKETS_DONE == 0 && v.flags & flow_flag::WAITING != 0);
     assert_eq!(rig.counter(counter::TLS_REQUESTS), 0);
+}
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn http2_is_followed_without_turns_and_counted() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let mut rig = Rig::with(&[]);
+    // Offered among others (the edge's order): HTTP/2 as far as can be told.
+    let mut tls13 = Conn::open(&mut rig, 43_020);
+    let hello = client_hello_alpn("h2.example", &["h2", "http/1.1"]);
+    let mut quiet = tls13.edge(&mut rig, &hello);
+    quiet.extend(tls13.origin(
+        &mut rig,
+        &cat(&[&server_hello(0x1301), &CCS, &data(700), &data(90)]),
+        "AP",
+    ));
+    // The edge's Finished and its preface; the origin's SETTINGS before any
+    // request, frames of two streams, one of them never answered here.
+    quiet.extend(tls13.edge(&mut rig, &cat(&[&CCS, &data(53), &data(60)])));
+    quiet.extend(tls13.origin(&mut rig, &data(40), "AP"));
+    quiet.extend(tls13.edge(&mut rig, &cat(&[&data(100), &data(100)])));
+    quiet.extend(tls13.origin(&mut rig, &data(1_200), "AP"));
+    quiet.extend(tls13.edge(&mut rig, &data(30)));
+    assert!(quiet.is_empty() && rig.snaps.is_empty(), "{quiet:?}");
+    assert_eq!(rig.counter(counter::HTTP2), 1);
+    assert_eq!(rig.counter(counter::REQUESTS), 0);
+    // The origin resets it: handed over as HTTP/2, with its handshake.
+    assert_eq!(
+        tls13.origin(&mut rig, &[], "RA"),
+        [kind::HISTORY, kind::ORIGIN_RST]
+    );
+    let history = *rig.histories.last().unwrap();
+    let v = history.value;
+    assert!(v.flags & flow_flag::H2 != 0 && v.flags & flow_flag::WAITING == 0);
+    assert_eq!((v.tls_phase, v.turns), (tls_phase::DONE, 0));
+    let quiet_maps = Quiet::take(&mut rig.ebpf).unwrap();
+    let events = decode_history(&history, quiet_maps.hello_of(&history)).unwrap();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.kind, FlowEventKind::Resume { h2: true, .. })));
+
+    // TLS 1.2: the origin's SETTINGS right after its Finished, before the
+    // edge's first record.
+    let mut tls12 = Conn::open(&mut rig, 43_024);
+    let mut quiet = tls12.edge(&mut rig, &client_hello_alpn("h2.example", &["h2"]));
+    quiet.extend(tls12.origin(
+        &mut rig,
+        &cat(&[&server_hello(0xc02f), &handshake(11, &[1; 900])]),
+        "AP",
+    ));
+    quiet.extend(tls12.edge(
+        &mut rig,
+        &cat(&[&handshake(16, &[2; 66]), &CCS, &record(22, &[3; 40])]),
+    ));
+    quiet.extend(tls12.origin(
+        &mut rig,
+        &cat(&[&CCS, &record(22, &[4; 40]), &data(40)]),
+        "AP",
+    ));
+    quiet.extend(tls12.edge(&mut rig, &data(90)));
+    quiet.extend(tls12.edge(&mut rig, &data(30)));
+    assert!(quiet.is_empty(), "{quiet:?}");
+    assert_eq!(rig.counter(counter::HTTP2), 2);
+
+    // Only http/1.1 offered: turns as before.
+    let mut h1 = Conn::open(&mut rig, 43_021);
+    let mut quiet = h1.edge(&mut rig, &client_hello_alpn("h1.example", &["http/1.1"]));
+    quiet.extend(h1.origin(
+        &mut rig,
+        &cat(&[&server_hello(0xc02f), &handshake(11, &[1; 900])]),
+        "AP",
+    ));
+    quiet.extend(h1.edge(
+        &mut rig,
+        &cat(&[&handshake(16, &[2; 66]), &CCS, &record(22, &[3; 40])]),
+    ));
+    quiet.extend(h1.origin(&mut rig, &cat(&[&CCS, &record(22, &[4; 40])]), "AP"));
+    quiet.extend(h1.edge(&mut rig, &data(180)));
+    quiet.extend(h1.origin(&mut rig, &data(2_000), "AP"));
+    assert!(quiet.is_empty(), "{quiet:?}");
+    assert_eq!(rig.counter(counter::TLS_REQUESTS), 1);
+    assert_eq!(rig.counter(counter::HTTP2), 2);
+
+    // A hello whose extensions do not add up: read in userspace.
+    let mut bad = client_hello_alpn("bad.example", &["h2"]);
+    let n = bad.len();
+    // The ALPN extension's length runs past the record.
+    bad[n - 7] = 0x40;
+    let mut broken = Conn::open(&mut rig, 43_022);
+    assert_eq!(broken.edge(&mut rig, &bad), [kind::HISTORY]);
+
+    // Prior-knowledge h2c on a plain port: the preface, then frames.
+    let mut h2c = Conn::open(&mut rig, 43_023);
+    let mut quiet = h2c.edge(
+        &mut rig,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+    );
+    quiet.extend(h2c.origin(&mut rig, b"\0\0\0\x04\0\0\0\0\0", "AP"));
+    quiet.extend(h2c.edge(&mut rig, b"\0\0\x03\x01\x05\0\0\0\x01\x82\x84\x86"));
+    assert!(quiet.is_empty(), "{quiet:?}");
+    assert_eq!(rig.counter(counter::HTTP2), 3);
+    assert_eq!(rig.counter(counter::REQUESTS), 1);
 }

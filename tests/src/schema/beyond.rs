@@ -69,6 +69,15 @@ fn summary(e: &mut Vec<String>, line: &Value) {
             ));
         }
     }
+    let k = &line["in_kernel"];
+    if let (Some(total), Some(by)) = (k["handed_over"].as_u64(), k["handed_over_by"].as_object()) {
+        let sum: u64 = by.values().filter_map(Value::as_u64).sum();
+        if total != sum {
+            e.push(format!(
+                "summary.in_kernel.handed_over {total} is not the sum of `handed_over_by` ({sum})"
+            ));
+        }
+    }
     for (name, p) in line["timing"].as_object().into_iter().flatten() {
         let pct = ["p50_us", "p90_us", "p99_us"].map(|k| p[k].as_u64());
         if let [Some(p50), Some(p90), Some(p99)] = pct {

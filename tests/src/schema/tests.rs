@@ -83,7 +83,10 @@ pub(crate) fn sample_summary(findings: u64) -> Value {
         "pending_at_exit": 0,
         "timing": {"syn_to_synack": {"count": 3, "p50_us": 40, "p90_us": 55, "p99_us": 60},
             "client_hello_to_server_hello": null, "request_to_first_byte": null},
-        "origin_statuses": {}, "encrypted_responses": 0,
+        "origin_statuses": {}, "encrypted_responses": 0, "per_request_off": {"http2": 0, "upgraded": 0},
+        "in_kernel": {"handshakes": 2, "requests": 1, "tls_requests": 0, "http2_connections": 0,
+            "handed_over": 1, "handed_over_by": {"reset": 1, "syn_resent": 0, "synack_resent": 0,
+            "icmp": 0, "tcp_event": 0, "drop": 0, "closed_waiting": 0, "payload": 0, "overdue": 0}},
         "lines_dropped": 0})
 }
 
@@ -195,6 +198,9 @@ fn bad_lines_are_named() {
     let mut l = sample_summary(1);
     l["findings_total"] = json!(2);
     fails_beyond(&l, "not the sum");
+    let mut l = sample_summary(1);
+    l["in_kernel"]["handed_over_by"]["reset"] = json!(2);
+    fails_beyond(&l, "not the sum of `handed_over_by`");
     let mut l = sample_summary(1);
     l["findings"]
         .as_object_mut()

@@ -9,6 +9,7 @@ mod detach;
 mod diagnosis;
 mod differential;
 mod differential_tls_http;
+mod http2;
 mod keepalive;
 mod lab_itself;
 mod origin_status;

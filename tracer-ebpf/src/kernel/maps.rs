@@ -159,15 +159,16 @@ pub fn is_loud(flow: *const FlowValue) -> bool {
 
 /// Something about a quiet flow may be a failure: send what the kernel kept
 /// of it (once), so that userspace sees its whole story; it is loud from
-/// now on. `ev` names the flow.
+/// now on. `ev` names the flow, `why` is a [`tracer_ebpf::handover`] reason.
 #[inline(always)]
-pub fn go_loud(flow: *mut FlowValue, ev: &RawEvent) {
+pub fn go_loud(flow: *mut FlowValue, ev: &RawEvent, why: u32) {
     if is_loud(flow) {
         return;
     }
     // SAFETY: as in is_loud.
     unsafe { (*flow).flags |= flow_flag::LOUD };
     bump(counter::LOUD_FLOWS);
+    bump(counter::HANDED_OVER + why);
     let Some(rec) = HISTORY_BUF.get_ptr_mut(0) else {
         return;
     };

@@ -1,5 +1,6 @@
 //! Entry point of the kernel side: maps, the shared emit path and the programs.
 
+mod alpn;
 mod maps;
 mod quiet;
 mod snapshot;

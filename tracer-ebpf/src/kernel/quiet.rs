@@ -2,7 +2,7 @@
 //! program: its handshake counted, its closes noted, and the per-turn
 //! snapshot budgets of a loud flow.
 
-use tracer_ebpf::{counter, flow_flag, flow_state, measure, FlowValue, RawEvent};
+use tracer_ebpf::{counter, flow_flag, flow_state, handover, measure, FlowValue, RawEvent};
 
 use super::maps::{bump, go_loud, now_ns, observe};
 
@@ -30,7 +30,7 @@ pub fn fin(f: *mut FlowValue, ingress: bool, ev: &RawEvent) -> bool {
     // SAFETY: as above.
     unsafe {
         if (*f).flags & flow_flag::WAITING != 0 || (*f).state != flow_state::ESTABLISHED {
-            go_loud(f, ev);
+            go_loud(f, ev, handover::CLOSED_WAITING);
             return false;
         }
         if ingress {

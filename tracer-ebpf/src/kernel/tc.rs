@@ -7,8 +7,8 @@
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use tracer_ebpf::{
-    flow_state, kind, prog_slot, snapshot_mode, tcp_flag, FlowKey, FlowValue, SnapArgs, FAMILY_V4,
-    FAMILY_V6,
+    flow_state, handover, kind, prog_slot, snapshot_mode, tcp_flag, FlowKey, FlowValue, SnapArgs,
+    FAMILY_V4, FAMILY_V6,
 };
 
 use super::{
@@ -191,7 +191,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     let flow: *mut FlowValue = if rst {
         let flow = FLOWS.get_ptr_mut(&key);
         match flow {
-            Some(f) => go_loud(f, &ev),
+            Some(f) => go_loud(f, &ev, handover::RESET),
             // Not a flow whose SYN was seen: nothing to diagnose.
             None if quiet => return None,
             None => {}
@@ -208,7 +208,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
             // The same SYN again: the edge got no answer in time.
             // SAFETY: LRU value pointer valid for this program run.
             Some(f) if unsafe { (*f).isn } == seq => {
-                go_loud(f, &ev);
+                go_loud(f, &ev, handover::SYN_RESENT);
                 f
             }
             _ => new_flow(&key, &ev, !quiet)?,
@@ -234,7 +234,7 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
                     (*f).origin_isn = seq;
                 } else {
                     // Sent again: the edge did not acknowledge it in time.
-                    go_loud(f, &ev);
+                    go_loud(f, &ev, handover::SYNACK_RESENT);
                 }
             }
         }
@@ -394,7 +394,7 @@ fn icmp(ctx: &TcContext, ip: &Ip, ifindex: u32) -> Option<()> {
     ev.aux0 = u32::from(head[0]);
     ev.aux1 = u32::from(head[1]);
     match FLOWS.get_ptr_mut(&flow_key(&ev)) {
-        Some(f) => go_loud(f, &ev),
+        Some(f) => go_loud(f, &ev, handover::ICMP),
         None if quiet_mode() => return None,
         None => {}
     }

@@ -4,7 +4,8 @@
 //! then follows record headers (type and length; nothing is decrypted) in
 //! both directions, by the same rules as userspace's record walk
 //! (`proto::tls_records`): the edge's `Finished`, the origin's session
-//! tickets, each request's first record and its response's. A healthy turn
+//! tickets, each request's first record and its response's (not for a
+//! connection whose edge offered HTTP/2: only its handshake is followed). A healthy turn
 //! is counted and timed here. Anything else (an alert while it may matter,
 //! a record that fits no rule, a segment out of order, a header split
 //! across segments, a `HelloRetryRequest`, an unknown cipher suite) turns
@@ -19,6 +20,7 @@ use tracer_ebpf::{
 };
 
 use super::{
+    alpn::{self, Alpn},
     maps::{
         bump, now_ns, observe, wake_flags, EVENTS, FLOWS, HELLOS, HELLO_BUF, SETTINGS, SNAP_ARGS,
     },
@@ -100,6 +102,14 @@ fn hello(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, len: u32) -> bool 
         (*buf).isn = (*f).isn;
         if HELLOS.insert(&args.key, &*buf, 0).is_err() {
             return false;
+        }
+        match alpn::offer(&(*buf).bytes, n) {
+            Alpn::H2 => {
+                (*f).flags |= flow_flag::H2;
+                bump(counter::HTTP2);
+            }
+            Alpn::Other => {}
+            Alpn::Unknown => return false,
         }
         if matches!(SETTINGS.get(0), Some(s) if s.hellos != 0)
             && EVENTS
@@ -225,6 +235,7 @@ fn record(
         let phase = (*f).tls_phase;
         let v13 = (*f).tls_version == 0x0304;
         let waiting = (*f).flags & flow_flag::WAITING != 0;
+        let h2 = (*f).flags & flow_flag::H2 != 0;
         if phase == tls_phase::HELLO {
             return !ingress && t == HANDSHAKE && server_hello(ctx, f, at);
         }
@@ -238,13 +249,24 @@ fn record(
                 CHANGE_CIPHER_SPEC => true,
                 // TLS 1.2 flights; a second ClientHello is read in userspace.
                 HANDSHAKE => !(ingress && v13),
+                // TLS 1.2 and HTTP/2: the origin's SETTINGS after its
+                // Finished, before any request.
+                APPLICATION_DATA if !ingress && !v13 && h2 => {
+                    (*f).tls_phase = tls_phase::DONE;
+                    (*f).flags &= !flow_flag::WAITING;
+                    true
+                }
                 // TLS 1.3: the origin's encrypted flight.
                 APPLICATION_DATA if !ingress => v13,
                 APPLICATION_DATA if !v13 => {
                     // TLS 1.2: the request (after the origin's Finished, or
                     // before it with False Start).
                     (*f).tls_phase = tls_phase::DONE;
-                    request(ctx, f, args, seq, at, left);
+                    if !h2 {
+                        request(ctx, f, args, seq, at, left);
+                    } else {
+                        (*f).flags &= !flow_flag::WAITING;
+                    }
                     true
                 }
                 APPLICATION_DATA if rlen == (*f).finished_len => {
@@ -258,6 +280,10 @@ fn record(
                 APPLICATION_DATA => rlen > (*f).control_len,
                 _ => false,
             };
+        }
+        if h2 {
+            // HTTP/2: frames of many streams, no turns to follow.
+            return true;
         }
         if t != APPLICATION_DATA {
             // TLS 1.2 with False Start: the origin's CCS and Finished come

@@ -6,8 +6,8 @@
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use tracer_ebpf::{
-    addr_layout, counter, flow_state, kind, tp_index, RawEvent, DROP_BY_NETFILTER, FAMILY_V4,
-    FAMILY_V6,
+    addr_layout, counter, flow_state, handover, kind, tp_index, RawEvent, DROP_BY_NETFILTER,
+    FAMILY_V4, FAMILY_V6,
 };
 
 use super::{
@@ -170,7 +170,7 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
                 }
                 return None;
             }
-            go_loud(f, &ev);
+            go_loud(f, &ev, handover::TCP_EVENT);
         }
     }
     if event_kind == kind::KERNEL_SET_STATE {
@@ -268,7 +268,7 @@ fn kfree_skb(ctx: &TracePointContext) -> Option<()> {
     ev.aux0 = reason;
     if quiet_mode() {
         match FLOWS.get_ptr_mut(&flow_key(&ev)) {
-            Some(f) => go_loud(f, &ev),
+            Some(f) => go_loud(f, &ev, handover::DROP),
             // A SYN may start a flow in userspace; other segments of
             // unknown flows say nothing.
             None if ev.aux1 == 1 || ev.tcp_flags & 0x12 != 0x02 => return None,

@@ -10,7 +10,9 @@
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC, helpers::bpf_skb_load_bytes, macros::classifier, programs::TcContext,
 };
-use tracer_ebpf::{counter, flow_flag, kind, measure, prog_slot, FlowValue, SnapArgs, HEAD_BYTES};
+use tracer_ebpf::{
+    counter, flow_flag, handover, kind, measure, prog_slot, FlowValue, SnapArgs, HEAD_BYTES,
+};
 
 use super::{
     maps::{
@@ -79,7 +81,7 @@ pub(super) fn finish(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, fine: 
         kind::ORIGIN_FIN
     };
     if !fine {
-        go_loud(f, &ev);
+        go_loud(f, &ev, handover::PAYLOAD);
         quiet::loud_turn(f, ingress);
         if args.fin != 0 {
             emit(&mut ev);
@@ -106,6 +108,10 @@ fn request(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, len: u32) -> boo
     // SAFETY: LRU value pointer valid for this program run.
     unsafe {
         let flags = (*f).flags;
+        if flags & flow_flag::H2 != 0 {
+            // Frames of many streams: no turn is followed.
+            return true;
+        }
         if flags & flow_flag::FIN_OUT != 0 {
             // The edge writes after the origin closed: the two crossed.
             return false;
@@ -118,12 +124,17 @@ fn request(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, len: u32) -> boo
             (*f).in_next = seq.wrapping_add(len);
             return true;
         }
-        // A new request: HTTP/1 starts with a method; TLS, HTTP/2 and
-        // anything else are read in userspace.
+        // A new request: HTTP/1 starts with a method, prior-knowledge
+        // HTTP/2 with its preface; anything else is read in userspace.
         let Ok(first) = ctx.load::<u8>(args.header_end as usize) else {
             return false;
         };
-        if !first.is_ascii_uppercase() || first == b'P' && is_h2_preface(ctx, args.header_end) {
+        if first == b'P' && is_h2_preface(ctx, args.header_end) {
+            (*f).flags |= flow_flag::H2;
+            bump(counter::HTTP2);
+            return true;
+        }
+        if !first.is_ascii_uppercase() {
             return false;
         }
         (*f).flags |= flow_flag::WAITING;
@@ -147,7 +158,7 @@ fn request(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, len: u32) -> boo
     }
 }
 
-/// `PRI * HTTP/2.0`: a prior-knowledge HTTP/2 connection.
+/// `PRI * HTTP/2.0`: a prior-knowledge HTTP/2 (h2c) connection.
 #[inline(always)]
 fn is_h2_preface(ctx: &TcContext, at: u32) -> bool {
     matches!(ctx.load::<[u8; 4]>(at as usize), Ok(b) if &b == b"PRI ")

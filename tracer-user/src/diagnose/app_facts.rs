@@ -18,7 +18,9 @@ impl App {
 
     /// A TLS connection whose response certainly started.
     pub fn tls_answered(&self) -> bool {
+        // HTTP/2 records are frames, not responses.
         self.is_tls()
+            && self.opaque.is_none()
             && self
                 .record_version()
                 .and_then(|v| self.records.response(v))
@@ -80,7 +82,8 @@ impl App {
 
     /// A complete, acceptable response head: the connection worked.
     pub fn response_ok(&self) -> bool {
-        matches!(&self.response, Some(http::Response::Head(h)) if h.status >= 200 && h.header_bytes.is_some_and(|n| n <= HEADER_LIMIT))
+        // 101 Switching Protocols is final: what follows is no HTTP/1.
+        matches!(&self.response, Some(http::Response::Head(h)) if (h.status >= 200 || h.status == 101) && h.header_bytes.is_some_and(|n| n <= HEADER_LIMIT))
     }
 
     pub fn not_http(&self) -> bool {

@@ -348,6 +348,7 @@ pub(super) fn after_handshake_noting_sni(
 ) {
     let timing = &mut stats.timing;
     let had = f.app.client_hello.is_some();
+    let was_opaque = f.app.opaque;
     if let FlowEventKind::Payload { outbound, .. } = &e.kind {
         if f.app.starts_turn(*outbound, e.seq) {
             // The answered turn was healthy (an unhealthy one has a
@@ -388,6 +389,7 @@ pub(super) fn after_handshake_noting_sni(
         // A 5xx is counted by its status instead.
         stats.healthy_requests += u64::from(f.app.error_status.is_none() && f.app.requests > 0);
     }
+    stats.per_request_off.count(was_opaque, &f.app);
     if !had {
         if let Some(sni) = f.app.client_hello.as_ref().and_then(|c| c.sni.clone()) {
             if snis.len() < 1_024 {

@@ -11,6 +11,7 @@ mod app_facts;
 pub mod finding;
 mod flow;
 mod hint;
+pub mod opaque;
 pub mod payload;
 mod rules;
 mod statuses;
@@ -24,6 +25,7 @@ use flow::{
     Decision, FlowState, Overflow, Phase,
 };
 use hint::hint;
+pub use opaque::PerRequestOff;
 use rules::{is_routine_drop, is_syn};
 use statuses::Statuses;
 pub use timing::Timing;
@@ -100,6 +102,8 @@ pub struct Stats {
     pub origin_statuses: BTreeMap<u16, u64>,
     /// Responses inside TLS: their status cannot be seen.
     pub encrypted_responses: u64,
+    /// Connections whose requests are not followed one by one.
+    pub per_request_off: PerRequestOff,
 }
 
 /// Events in, findings out.
@@ -185,13 +189,15 @@ impl Diagnoser {
     /// Add what the kernel counted of quiet connections: healthy handshakes
     /// and requests, and its latency histograms (`HIST_BUCKETS` counts per
     /// measure, in [`tracer_ebpf::measure`] order).
-    /// `(requests, tls)`: healthy requests, and of them those over TLS.
+    /// `(requests, tls, http2)`: healthy requests, of them those over TLS,
+    /// and the HTTP/2 connections the kernel found.
     pub fn add_kernel_counts(
         &mut self,
         handshakes: u64,
-        (requests, tls): (u64, u64),
+        (requests, tls, http2): (u64, u64, u64),
         hist: &[Vec<u64>],
     ) {
+        self.stats.per_request_off.http2 += http2;
         self.stats.healthy_handshakes += handshakes;
         self.stats.healthy_requests += requests;
         self.stats.encrypted_responses += tls;
@@ -322,9 +328,11 @@ impl Diagnoser {
         let is_payload = matches!(e.kind, FlowEventKind::Payload { .. });
         if let FlowEventKind::Resume { tls: Some(t), .. } = &e.kind {
             // What the kernel saw of a TLS handshake: the hellos' evidence.
+            let had = f.app.opaque;
             for (ts, what) in f.app.resume_tls(t, e.ts_ns) {
                 f.push(ts, what, cfg.max_evidence);
             }
+            self.stats.per_request_off.count(had, &f.app);
             // The hellos stay with the connection's later turns.
             f.handshake_evidence = f.evidence.len();
             return;
@@ -336,10 +344,10 @@ impl Diagnoser {
                 cfg.max_evidence,
             );
         }
-        if let FlowEventKind::Resume { requests, .. } = &e.kind {
+        if let FlowEventKind::Resume { requests, h2, .. } = &e.kind {
             // The kernel counted the handshake and the answered requests.
             f.kernel_counted = true;
-            f.app.resume(*requests);
+            f.app.resume(*requests, *h2);
             return;
         }
         if f.settled() {

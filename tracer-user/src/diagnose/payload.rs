@@ -8,6 +8,7 @@
 
 use super::{
     finding::{EvidenceKind, PayloadEvent},
+    opaque::{offers_h2, Opaque, H2_PREFACE},
     stream::Stream,
 };
 use crate::proto::{
@@ -78,6 +79,10 @@ pub struct App {
     pub handshake_done: bool,
     /// TLS 1.3 session tickets the kernel saw go by.
     pub(super) kernel_tickets: usize,
+    /// Requests are not followed on this connection (nor named).
+    pub opaque: Option<Opaque>,
+    /// The kernel saw it first and counted it ([`tracer_ebpf::counter::HTTP2`]).
+    pub(crate) opaque_counted: bool,
 }
 
 /// Certificate-related alert descriptions (RFC 8446 6.2).
@@ -105,7 +110,10 @@ impl App {
     /// Whether an edge segment starts the next turn: new bytes after the
     /// origin answered the current one.
     pub fn starts_turn(&self, outbound: bool, seq: u32) -> bool {
-        !outbound && (self.answered() || self.resume_pending) && self.inb.is_new(seq)
+        !outbound
+            && self.opaque.is_none()
+            && (self.answered() || self.resume_pending)
+            && self.inb.is_new(seq)
     }
 
     /// Start the next turn at the edge's segment `seq`; `ack` (what that
@@ -183,6 +191,7 @@ impl App {
             // rest of a body the origin answered early): wait for the next
             // segment to start one.
             if self.requests > 0
+                && self.opaque.is_none()
                 && self.request.is_none()
                 && !self.is_tls()
                 && !http::could_start_request(&self.inb.buf)
@@ -217,14 +226,26 @@ impl App {
 
     fn read_in(&mut self, ts_ns: u64, keep_path: bool, out: &mut Vec<EvidenceKind>) {
         let data = &self.inb.buf;
-        if self.client_hello.is_none() && self.request.is_none() {
+        if self.client_hello.is_none() && self.request.is_none() && self.opaque.is_none() {
             if tls::looks_like_tls(data) {
                 let scan = tls::scan(data);
                 if let Some(ch) = scan.client_hello.filter(|c| c.complete || c.sni.is_some()) {
                     out.push(hello_evidence(&ch));
+                    self.opaque = self.opaque.or(offers_h2(&ch).then_some(Opaque::Http2Alpn));
                     self.client_hello = Some(ch);
                     self.client_hello_ns = Some(ts_ns);
                 }
+            } else if data.starts_with(H2_PREFACE) {
+                out.push(EvidenceKind::Payload {
+                    event: PayloadEvent::RequestIn,
+                    detail: "HTTP/2 connection preface (h2c)".to_owned(),
+                });
+                self.opaque = Some(Opaque::Http2Preface);
+                self.rest();
+                return;
+            } else if H2_PREFACE.starts_with(data) && !data.is_empty() {
+                // Too little yet to tell the preface from a `PRI` request.
+                return;
             } else if let Some(req) = http::parse_request(data, keep_path) {
                 out.push(EvidenceKind::Payload {
                     event: PayloadEvent::RequestIn,
@@ -243,7 +264,7 @@ impl App {
                 let scan = tls::scan(&self.inb.buf);
                 self.new_alerts(&scan, false, out);
             }
-            if let Some(v) = self.record_version() {
+            if let Some(v) = self.record_version().filter(|_| self.opaque.is_none()) {
                 if let Some(len) = self.records.edge_bytes(v, &self.inb.buf) {
                     self.request_ns = Some(ts_ns);
                     self.requests += 1;
@@ -316,6 +337,15 @@ impl App {
             if let (true, http::Response::Head(h)) = (changed, &now) {
                 if (500..=599).contains(&h.status) && before.is_none() {
                     self.error_status = Some(h.status);
+                }
+            }
+            // Switching protocols: no more HTTP/1 on this connection.
+            if let (true, http::Response::Head(h)) = (changed, &now) {
+                if h.status == 101 && h.header_bytes.is_some() {
+                    // The diagnoser counts the turn and rests the streams.
+                    self.opaque = Some(Opaque::Upgraded);
+                    self.response = Some(now);
+                    return;
                 }
             }
             // An interim response (100 Continue, 103 Early Hints): the

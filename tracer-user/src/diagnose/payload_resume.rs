@@ -4,15 +4,22 @@
 //! earlier one had been seen.
 
 use super::{App, EvidenceKind, PayloadEvent};
+use crate::diagnose::opaque::{offers_h2, Opaque};
 use crate::{proto::tls, source::event::TlsResume};
 
 impl App {
     /// The kernel saw `requests` requests answered before it handed the
     /// connection over: the edge's next payload starts the next turn (a
     /// connection handed over in its first turn starts as any other).
-    pub fn resume(&mut self, requests: u32) {
+    /// `h2`: the kernel found it speaks HTTP/2 (and counted it).
+    pub fn resume(&mut self, requests: u32, h2: bool) {
         self.requests = requests;
         self.resume_pending = requests > 0;
+        if h2 {
+            // A TLS connection's hello, resumed next, says how.
+            self.opaque = Some(Opaque::Http2Preface);
+            self.opaque_counted = true;
+        }
     }
 
     /// A TLS connection the kernel followed: the `ClientHello` it kept,
@@ -28,6 +35,9 @@ impl App {
             .and_then(|b| tls::scan(b).client_hello);
         if let Some(ch) = &hello {
             out.push((at_ns, hello_evidence(ch)));
+            if offers_h2(ch) {
+                self.opaque = Some(Opaque::Http2Alpn);
+            }
         }
         // Not kept (the kernel holds a bounded number): TLS all the same.
         self.client_hello = Some(hello.unwrap_or_default());
@@ -72,9 +82,11 @@ pub(super) fn hello_evidence(ch: &tls::ClientHello) -> EvidenceKind {
     EvidenceKind::Payload {
         event: PayloadEvent::ClientHelloIn,
         detail: format!(
-            "sni={} offers {}",
+            "sni={} offers {}{}{}",
             ch.sni.as_deref().unwrap_or("-"),
-            versions.join(",")
+            versions.join(","),
+            if ch.alpn.is_empty() { "" } else { ", alpn " },
+            ch.alpn.join(",")
         ),
     }
 }

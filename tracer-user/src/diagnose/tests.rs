@@ -992,3 +992,6 @@ fn tls_request_to_first_byte_skips_the_tickets() {
 
 #[path = "turn_tests.rs"]
 mod turns;
+
+#[path = "opaque_tests.rs"]
+mod opaque_tests;

@@ -309,6 +309,7 @@ fn resumed(port: u16) -> Vec<Event> {
             port,
             K::Resume {
                 requests: 4,
+                h2: false,
                 tls: None,
             },
         ),
@@ -376,6 +377,7 @@ fn resumed_tls(port: u16) -> Vec<Event> {
             port,
             K::Resume {
                 requests: 2,
+                h2: false,
                 tls: None,
             },
         ),
@@ -385,6 +387,7 @@ fn resumed_tls(port: u16) -> Vec<Event> {
             port,
             K::Resume {
                 requests: 2,
+                h2: false,
                 tls: Some(Box::new(tls)),
             },
         ),

@@ -33,7 +33,7 @@ pub enum Line {
     Inconclusive(Inconclusive),
     CertCheck(CertCheckLine),
     Loss(Loss),
-    Summary(Summary),
+    Summary(Box<Summary>),
 }
 
 /// When a line was written, or what it reports happened: RFC 3339 in UTC
@@ -402,9 +402,42 @@ pub struct InKernel {
     pub requests: u64,
     /// Of them, requests over TLS (part of `encrypted_responses`).
     pub tls_requests: u64,
+    /// Quiet connections found to speak HTTP/2 (part of
+    /// `per_request_off.http2`).
+    pub http2_connections: u64,
     /// Connections handed to userspace because something about them might
-    /// be a failure (each sent what the kernel had kept of it once).
+    /// be a failure (each sent what the kernel had kept of it once): the
+    /// sum of `handed_over_by`.
     pub handed_over: u64,
+    pub handed_over_by: HandedOverBy,
+}
+
+/// Why the kernel handed connections over, one count per connection (its
+/// first reason).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct HandedOverBy {
+    /// A RST from either side.
+    pub reset: u64,
+    /// The edge sent its SYN again.
+    pub syn_resent: u64,
+    /// The origin sent its SYN-ACK again.
+    pub synack_resent: u64,
+    /// An ICMP unreachable about one of its segments.
+    pub icmp: u64,
+    /// The kernel sent or took a reset, or resent the SYN-ACK (its TCP
+    /// tracepoints).
+    pub tcp_event: u64,
+    /// The kernel dropped one of its segments.
+    pub drop: u64,
+    /// A FIN while a request waited, or before the handshake completed.
+    pub closed_waiting: u64,
+    /// A payload segment that may be a failure: a 1xx or 5xx status, bytes
+    /// that are no HTTP, a longer head, a request sent again, a TLS record
+    /// that fits no rule (an alert, a `HelloRetryRequest`, a split header).
+    pub payload: u64,
+    /// A handshake or a request still waiting when the agent swept the
+    /// flow map, shortly before its timeout.
+    pub overdue: u64,
 }
 
 /// The last line.
@@ -453,6 +486,9 @@ pub struct Summary {
     /// Responses inside TLS, whose status cannot be seen: 5xx among them
     /// are not counted.
     pub encrypted_responses: u64,
+    /// Connections whose requests are not followed one by one (their
+    /// handshakes are): no 520/522/524 is named on them.
+    pub per_request_off: crate::diagnose::PerRequestOff,
     /// `--write-pcap` only: the evidence file written.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "PcapReport")]

@@ -157,8 +157,17 @@ fn summary(l: &Summary) -> String {
     } else {
         format!(" ({})", causes.join(", "))
     };
+    let off = &l.per_request_off;
+    let off = if off.http2 + off.upgraded == 0 {
+        String::new()
+    } else {
+        format!(
+            " (requests not followed on {} HTTP/2 and {} upgraded connections)",
+            off.http2, off.upgraded
+        )
+    };
     let head = format!(
-        "summary: {} findings{causes}, {} healthy handshakes, {} healthy requests",
+        "summary: {} findings{causes}, {} healthy handshakes, {} healthy requests{off}",
         l.findings_total, l.healthy_handshakes, l.healthy_requests
     );
     if let Some(c) = &l.capture {

@@ -37,7 +37,7 @@ pub struct Extra {
 
 /// The schema v1 `summary` line.
 pub fn summary(stats: &Stats, c: &Counts, ts: String, extra: Extra) -> Line {
-    Line::Summary(Summary {
+    Line::Summary(Box::new(Summary {
         schema_version: SCHEMA_VERSION,
         ts: ts.into(),
         source: extra.source,
@@ -62,7 +62,8 @@ pub fn summary(stats: &Stats, c: &Counts, ts: String, extra: Extra) -> Line {
             .map(|(s, n)| (s.to_string(), *n))
             .collect(),
         encrypted_responses: stats.encrypted_responses,
+        per_request_off: stats.per_request_off,
         pcap: extra.pcap,
         capture: extra.capture,
-    })
+    }))
 }

@@ -60,6 +60,9 @@ pub enum FlowEventKind {
     /// hellos in the evidence.
     Resume {
         requests: u32,
+        /// It speaks HTTP/2 ([`tracer_ebpf::flow_flag::H2`]): the kernel
+        /// followed no turns and counted it.
+        h2: bool,
         tls: Option<Box<TlsResume>>,
     },
     /// Payload bytes of a segment (from a snapshot or a capture); `seq` of

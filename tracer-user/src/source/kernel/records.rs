@@ -194,11 +194,12 @@ pub fn decode_history(
     let waiting = v.flags & flow_flag::WAITING != 0;
     let is_tls = v.flags & flow_flag::TLS != 0;
     let requests = v.turns;
+    let h2 = v.flags & flow_flag::H2 != 0;
     if v.flags & flow_flag::COUNTED != 0 || is_tls {
         // Just before the ACK it stands beside: the diagnoser must know
         // before the handshake completes that the kernel counted it.
         let tls = None;
-        out.push(at(v.ack_ns, FlowEventKind::Resume { requests, tls }, 0));
+        out.push(at(v.ack_ns, FlowEventKind::Resume { requests, h2, tls }, 0));
     }
     if v.ack_ns != 0 {
         out.push(at(v.ack_ns, FlowEventKind::AckIn, 0));
@@ -221,7 +222,7 @@ pub fn decode_history(
             tickets_pending: v.tls_version == 0x0304 && v.flags & flow_flag::TICKETS_DONE == 0,
             tickets_ns: (v.tickets_ns != 0).then_some(v.tickets_ns),
         }));
-        out.push(at(hello_ns, FlowEventKind::Resume { requests, tls }, 0));
+        out.push(at(hello_ns, FlowEventKind::Resume { requests, h2, tls }, 0));
     }
     // A TLS handshake that waits has its hello in the resume instead.
     if waiting && v.head_len > 0 {
@@ -384,6 +385,7 @@ mod tests {
             events[2].kind,
             FlowEventKind::Resume {
                 requests: 3,
+                h2: false,
                 tls: None
             }
         );
