@@ -21,7 +21,8 @@ const LAB_TOOLS: &[(&str, &str)] = &[
     ("tshark", "tshark"),
 ];
 
-fn have(program: &str) -> bool {
+/// Whether `program` is installed in one of the usual directories.
+pub fn have(program: &str) -> bool {
     [
         "/usr/sbin",
         "/usr/bin",
@@ -80,6 +81,25 @@ pub fn ensure_tshark() -> Result<()> {
     // DEBIAN_FRONTEND=noninteractive answers wireshark-common's "may
     // non-superusers capture?" prompt with its default (no).
     apt_install("tshark (for the comparison)", &["tshark"])
+}
+
+/// bpftrace and iperf3, the side-by-side bench's peer and bulk load
+/// (`cargo xtask bench`); not lab tools, so the tests never install them.
+pub fn ensure_bench_tools() -> Result<()> {
+    let missing: Vec<&str> = [("bpftrace", "bpftrace"), ("iperf3", "iperf3")]
+        .iter()
+        .filter(|(p, _)| !have(p))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // iperf3's package asks whether to start a daemon; noninteractive
+    // takes its default (no): the bench runs its own server in the lab.
+    apt_install(
+        "the bench's peer and bulk load (bpftrace, iperf3)",
+        &missing,
+    )
 }
 
 fn apt_install(what: &str, packages: &[&str]) -> Result<()> {

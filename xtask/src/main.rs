@@ -91,6 +91,12 @@ fn main() -> Result<()> {
         Cmd::Bench { only } => {
             require_root("cargo xtask bench")?;
             deps::ensure_lab_tools()?;
+            if only.is_empty() || only.contains(&bench::Part::Peers) {
+                // Without them the bench still runs, their columns "not run".
+                if let Err(e) = deps::ensure_bench_tools() {
+                    eprintln!("xtask: {e:#}");
+                }
+            }
             let bin = build_agent()?;
             bench::run(&bin, &only)
         }
