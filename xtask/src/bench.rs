@@ -3,7 +3,7 @@
 //! 1. Per-packet cost of the TC programs by frame class, through
 //!    `BPF_PROG_TEST_RUN`, relative to a frame they leave at the first check.
 //! 2. The lab's nginx side by side with the peers an operator would use
-//!    instead ([`crate::bench_peers`]).
+//!    instead ([`crate::peers`]).
 //! 3. A SYN flood from spoofed edge sources ([`crate::flood`]).
 
 #![expect(
@@ -88,24 +88,6 @@ fn per_packet() -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn bpf_run_stats() -> (u64, u64) {
-    let out = std::process::Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output();
-    let Ok(out) = out else { return (0, 0) };
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("otr_tc_")))
-        .fold((0, 0), |(t, c), p| {
-            (
-                t + p["run_time_ns"].as_u64().unwrap_or(0),
-                c + p["run_cnt"].as_u64().unwrap_or(0),
-            )
-        })
-}
-
 pub(crate) fn proc_cpu_rss(pid: i32) -> (f64, u64) {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -135,13 +117,15 @@ pub enum Part {
     Flood,
 }
 
-pub fn run(bin: &Path, only: &[Part]) -> Result<()> {
+/// Runs the parts wanted with the agent `bin`; `client` (the xtask built in
+/// release) drives the side-by-side loads.
+pub fn run(bin: &Path, client: Option<&Path>, only: &[Part]) -> Result<()> {
     let wanted = |p: Part| only.is_empty() || only.contains(&p);
     if wanted(Part::Packets) {
         per_packet()?;
     }
     if wanted(Part::Peers) {
-        crate::bench_peers::run(bin)?;
+        crate::peers::run(bin, client.context("no load client built")?)?;
     }
     if wanted(Part::Flood) {
         crate::flood::run(bin, proc_cpu_rss)?;

@@ -4,11 +4,11 @@
 
 mod bench;
 mod bench_analyze;
-mod bench_peers;
 mod demo;
 mod deps;
 mod ebpf;
 mod flood;
+mod peers;
 mod schema;
 mod vm;
 
@@ -55,6 +55,10 @@ enum Cmd {
         #[arg(long, value_enum)]
         only: Vec<bench::Part>,
     },
+    /// The side-by-side bench's load client (run by `bench` in the lab's edge
+    /// namespace, from the xtask built in release).
+    #[command(hide = true)]
+    BenchClient(peers::ClientArgs),
     /// Offline analysis speed: a synthetic capture of ~1.5 million packets
     /// (and one twice as large) through `origin-tracer analyze` and through
     /// `tshark -z conv,tcp` (installed with apt-get if missing); packets per
@@ -91,15 +95,22 @@ fn main() -> Result<()> {
         Cmd::Bench { only } => {
             require_root("cargo xtask bench")?;
             deps::ensure_lab_tools()?;
-            if only.is_empty() || only.contains(&bench::Part::Peers) {
+            let peers = only.is_empty() || only.contains(&bench::Part::Peers);
+            if peers {
                 // Without them the bench still runs, their columns "not run".
                 if let Err(e) = deps::ensure_bench_tools() {
                     eprintln!("xtask: {e:#}");
                 }
             }
             let bin = build_agent()?;
-            bench::run(&bin, &only)
+            let client = if peers {
+                Some(build_bench_client()?)
+            } else {
+                None
+            };
+            bench::run(&bin, client.as_deref(), &only)
         }
+        Cmd::BenchClient(args) => peers::client_main(&args),
         Cmd::BenchAnalyze => {
             deps::ensure_tshark()?;
             let bin = build_agent()?;
@@ -196,6 +207,16 @@ fn build_agent() -> Result<PathBuf> {
             "origin-tracer",
         ],
         "origin-tracer",
+    )
+}
+
+/// Build this xtask in release for the side-by-side bench's load client
+/// (`bench-client`): a debug build's TLS limits the rate it measures.
+fn build_bench_client() -> Result<PathBuf> {
+    built_executable(
+        "the bench's load client (xtask, release)",
+        &["build", "--release", "-p", "xtask", "--bin", "xtask"],
+        "xtask",
     )
 }
 
