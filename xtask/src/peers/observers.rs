@@ -242,12 +242,19 @@ fn wait_until(
         }
         let said = || {
             let text = fs::read_to_string(err).unwrap_or_default();
-            let last = text
-                .lines()
-                .rfind(|l| !l.contains("RLIMIT_MEMLOCK") && !l.trim().is_empty())
+            // bpftrace's ERROR line, not its source excerpt under it, nor
+            // its warning about RLIMIT_MEMLOCK (memory is counted by cgroup
+            // on this kernel).
+            let lines = || {
+                text.lines()
+                    .filter(|l| !l.contains("RLIMIT_MEMLOCK") && !l.trim().is_empty())
+            };
+            lines()
+                .find(|l| l.contains("ERROR"))
+                .or_else(|| lines().rfind(|l| l.chars().any(char::is_alphanumeric)))
                 .unwrap_or("nothing on stderr")
-                .to_owned();
-            last
+                .trim()
+                .to_owned()
         };
         if let Some(status) = p.try_wait() {
             return Err(format!("{what} exited ({status}): {}", said()));
