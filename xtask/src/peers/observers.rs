@@ -278,7 +278,7 @@ impl Attached {
 
     /// Start of the measured phase: CPU and program counters from here.
     pub fn mark(&mut self) {
-        self.cpu0 = self.pid().map_or(0.0, |p| proc_cpu_rss(p).0);
+        self.cpu0 = self.pid().map_or(0.0, cpu_secs);
         self.stats0 = self.stats();
     }
 
@@ -298,8 +298,8 @@ impl Attached {
     pub fn stop(mut self) -> Observed {
         let mut o = Observed::default();
         if let Some(pid) = self.pid() {
-            let (cpu, rss) = proc_cpu_rss(pid);
-            (o.cpu, o.rss) = (cpu - self.cpu0, rss);
+            o.cpu = (cpu_secs(pid) - self.cpu0).max(0.0);
+            o.rss = proc_cpu_rss(pid).1;
         }
         for (((_, tc), now), then) in self.progs.iter().zip(self.stats()).zip(&self.stats0) {
             let sum = if *tc { &mut o.tc } else { &mut o.tp };
@@ -349,6 +349,24 @@ impl Attached {
         }
         o
     }
+}
+
+/// CPU seconds of `pid`'s threads from their schedstat (nanoseconds, where
+/// /proc/PID/stat counts 10 ms ticks: a quiet observer's few milliseconds
+/// a phase would read 0 or 10); threads that end during the phase are lost.
+#[expect(clippy::cast_precision_loss, reason = "nanoseconds far below 2^52")]
+fn cpu_secs(pid: i32) -> f64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return proc_cpu_rss(pid).0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| {
+            let stat = fs::read_to_string(t.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    ns as f64 / 1e9
 }
 
 /// SIGINT, then SIGKILL if it does not exit in time.

@@ -182,7 +182,14 @@ fn programs(what: &str, (ns, runs): (u64, u64), unit: &str) -> String {
 
 /// The markdown table for the README.
 pub fn table(results: &[LoadResult]) {
-    println!("\nFor the README (median (min .. max) of the ratio to nothing attached):\n");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    println!(
+        "\nFor the README (kernel {}, {cores} cores; median (min .. max) of the ratio to \
+         nothing attached in the same round, {} rounds):\n",
+        kernel.trim(),
+        results.first().map_or(0, |r| r.ratios[0].len())
+    );
     let mut head = "| workload (lab nginx, iperf3) |".to_owned();
     let mut rule = "|---|".to_owned();
     for who in OBSERVERS {
