@@ -144,6 +144,25 @@ fn wait_listening(lab: &Lab, port: u16) -> Result<()> {
     anyhow::bail!("iperf3 -s does not listen on {port} after 5 s")
 }
 
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// `kernel.bpf_stats_enabled` on while the bench runs, as it was after.
+struct BpfStats(String);
+
+impl BpfStats {
+    fn enable() -> BpfStats {
+        let was = fs::read_to_string(BPF_STATS).unwrap_or_default();
+        let _ = fs::write(BPF_STATS, "1");
+        BpfStats(was)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(BPF_STATS, self.0.trim());
+    }
+}
+
 fn rounds() -> usize {
     std::env::var("BENCH_ROUNDS")
         .ok()
@@ -158,8 +177,7 @@ pub fn run(bin: &Path, client: &Path) -> Result<()> {
     let lab = Lab::new("peers");
     let servers = servers(&lab, client)?;
     let target = &servers.target;
-    let stats_was = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
-    let _ = fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    let _stats = BpfStats::enable();
     let rounds = rounds();
     println!(
         "\nSide by side: the lab's nginx and iperf3, {rounds} rounds of {}s phases, observers \
@@ -191,7 +209,6 @@ pub fn run(bin: &Path, client: &Path) -> Result<()> {
         report::load(&r);
         results.push(r);
     }
-    let _ = fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_was.trim());
     report::table(&results);
     Ok(())
 }
