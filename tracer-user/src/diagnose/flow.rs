@@ -14,6 +14,28 @@ use crate::source::{
     names::{DropReason, TcpState},
 };
 
+/// A connection's application layer, allocated when first written: the
+/// flows of a SYN flood never get one, and the table holds `--max-flows`
+/// of them (an `App` is ~500 bytes, the rest of a flow ~300).
+#[derive(Debug, Default)]
+pub(super) struct LazyApp(Option<Box<App>>);
+
+impl std::ops::Deref for LazyApp {
+    type Target = App;
+    fn deref(&self) -> &App {
+        static EMPTY: std::sync::OnceLock<App> = std::sync::OnceLock::new();
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| EMPTY.get_or_init(App::default))
+    }
+}
+
+impl std::ops::DerefMut for LazyApp {
+    fn deref_mut(&mut self) -> &mut App {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
 /// Evidence of a full accept queue.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Overflow {
@@ -58,7 +80,7 @@ pub(super) struct FlowState {
     /// When the first SYN-ACK left.
     pub(super) synack_ns: Option<u64>,
     /// After the handshake: what the payload said, and who closed.
-    pub(super) app: App,
+    pub(super) app: LazyApp,
     pub(super) fin_out: bool,
     pub(super) rst_out_late: bool,
     /// Sequence numbers of the origin's first FIN and first RST after the

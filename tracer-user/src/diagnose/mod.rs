@@ -110,7 +110,9 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Diagnoser {
     cfg: Config,
-    flows: HashMap<Flow, FlowState>,
+    /// Boxed: the table's buckets stay small (a power of two of them,
+    /// `--max-flows` at most in use).
+    flows: HashMap<Flow, Box<FlowState>>,
     /// Flows in arrival order, for eviction (stale entries skipped lazily).
     order: VecDeque<(u64, Flow)>,
     stats: Stats,
@@ -311,12 +313,12 @@ impl Diagnoser {
             self.make_room();
             self.flows.insert(
                 e.flow,
-                FlowState {
+                Box::new(FlowState {
                     isn: Some(e.seq),
                     first_ns: e.ts_ns,
                     last_ns: e.ts_ns,
                     ..FlowState::default()
-                },
+                }),
             );
             self.order.push_back((e.ts_ns, e.flow));
         }

@@ -995,3 +995,5 @@ mod turns;
 
 #[path = "opaque_tests.rs"]
 mod opaque_tests;
+
+
