@@ -562,7 +562,12 @@ pub mod counter {
     /// Of [`LOUD_FLOWS`], by why: `HANDED_OVER + ` a [`super::handover`]
     /// reason.
     pub const HANDED_OVER: u32 = 8;
-    pub const COUNT: u32 = HANDED_OVER + super::handover::COUNT;
+    /// Flows recorded in the flow map at a SYN (not a reused 4-tuple).
+    pub const FLOWS_NEW: u32 = HANDED_OVER + super::handover::COUNT;
+    /// Flows removed from it (both sides closed, or reset). What is neither
+    /// removed nor still in the map was evicted (the map is full).
+    pub const FLOWS_GONE: u32 = FLOWS_NEW + 1;
+    pub const COUNT: u32 = FLOWS_GONE + 1;
 }
 
 /// Why a quiet flow turned loud (counted at [`counter::HANDED_OVER`]).

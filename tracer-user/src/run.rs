@@ -83,6 +83,7 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
         snapshots: Snapshots::default(),
         payload: !s.no_payload,
         overdue: 0,
+        evicted_warned: 0,
     };
     let (mut last_poll, mut last_loss_check, mut last_sweep) = (started, started, started);
     let (sweep_every, waits) = sweep_plan(&s);
@@ -119,7 +120,17 @@ async fn live(s: Settings, ifaces: &[attach::Iface], btf: Btf) -> Result<()> {
                 p.decide(now);
                 if now - last_loss_check >= CHECK_LOSS_NS {
                     last_loss_check = now;
-                    p.report_loss(kernel.counters()[counter::RINGBUF_LOST as usize], now);
+                    let counters = kernel.counters();
+                    p.report_loss(counters[counter::RINGBUF_LOST as usize], now);
+                    // Cheap: more flows than the map holds were never removed.
+                    let forgotten = evicted(&counters, u64::from(tracer_ebpf::FLOW_CAPACITY));
+                    if forgotten > r.evicted_warned {
+                        r.evicted_warned = forgotten;
+                        tracing::warn!(
+                            "the kernel's flow map ({} connections) is full: at least {forgotten} connections were forgotten, their later packets are not followed (a SYN flood?); the summary counts them",
+                            tracer_ebpf::FLOW_CAPACITY
+                        );
+                    }
                 }
                 if p.is_closed() {
                     break;
@@ -236,6 +247,7 @@ fn shut_down(
             http2_connections: counters[counter::HTTP2 as usize],
             handed_over: counters[counter::LOUD_FLOWS as usize] + r.overdue,
             handed_over_by: handed_over_by(&counters, r.overdue),
+            flows_evicted: evicted(&counters, kernel.quiet.live_flows()),
         },
         &kernel.quiet.histograms(),
     );
@@ -260,6 +272,19 @@ struct Reader {
     payload: bool,
     /// Quiet flows taken over by the sweep (past their wait).
     overdue: u64,
+    /// The flow map evictions last warned about.
+    evicted_warned: u64,
+}
+
+/// Flows the kernel's map forgot: recorded, neither removed nor still
+/// there (`live` of them; with the map's capacity for `live`, the fewest
+/// that can have been, without reading the map).
+fn evicted(c: &[u64; counter::COUNT as usize], live: u64) -> u64 {
+    let (new, gone) = (
+        c[counter::FLOWS_NEW as usize],
+        c[counter::FLOWS_GONE as usize],
+    );
+    new.saturating_sub(gone).saturating_sub(live)
 }
 
 /// The kernel's hand-over counts by reason, and the sweep's.

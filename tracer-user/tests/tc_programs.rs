@@ -364,4 +364,17 @@ fn resets_resends_and_long_hellos_turn_quiet_flows_loud() {
     );
     let all: u64 = (0..handover::COUNT).map(by).sum();
     assert_eq!(all, 3, "one reason per connection");
+    // Four flows recorded; the reset one and the closed one removed: what
+    // is left is in the map (nothing was evicted).
+    let live = tracer_user::source::kernel::quiet::Quiet::take(&mut rig.ebpf)
+        .unwrap()
+        .live_flows();
+    assert_eq!(
+        (
+            rig.counter(counter::FLOWS_NEW),
+            rig.counter(counter::FLOWS_GONE),
+            live
+        ),
+        (4, 2, 2)
+    );
 }

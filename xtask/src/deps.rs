@@ -55,22 +55,31 @@ pub fn ensure_lab_tools() -> Result<()> {
     Ok(())
 }
 
-/// qemu (TCG), kmod (depmod, modprobe for the guest's module tree), xz.
-pub fn ensure_vm_tools() -> Result<()> {
-    let missing: Vec<&str> = [
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("depmod", "kmod"),
-        ("xz", "xz-utils"),
-        ("dpkg", "dpkg"),
-    ]
-    .iter()
-    .filter(|(p, _)| !have(p))
-    .map(|(_, pkg)| *pkg)
-    .collect();
+/// Installs the packages of the programs of `tools` (program, package)
+/// that are missing, for `what`.
+fn ensure_tools(what: &str, tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(p, _)| !have(p))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    apt_install("the kernel matrix's tools", &missing)
+    apt_install(what, &missing)
+}
+
+/// qemu (TCG), kmod (depmod, modprobe for the guest's module tree), xz.
+pub fn ensure_vm_tools() -> Result<()> {
+    ensure_tools(
+        "the kernel matrix's tools",
+        &[
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("depmod", "kmod"),
+            ("xz", "xz-utils"),
+            ("dpkg", "dpkg"),
+        ],
+    )
 }
 
 /// tshark, for `cargo xtask bench-analyze` to compare against.
@@ -86,19 +95,11 @@ pub fn ensure_tshark() -> Result<()> {
 /// bpftrace and iperf3, the side-by-side bench's peer and bulk load
 /// (`cargo xtask bench`); not lab tools, so the tests never install them.
 pub fn ensure_bench_tools() -> Result<()> {
-    let missing: Vec<&str> = [("bpftrace", "bpftrace"), ("iperf3", "iperf3")]
-        .iter()
-        .filter(|(p, _)| !have(p))
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
     // iperf3's package asks whether to start a daemon; noninteractive
     // takes its default (no): the bench runs its own server in the lab.
-    apt_install(
+    ensure_tools(
         "the bench's peer and bulk load (bpftrace, iperf3)",
-        &missing,
+        &[("bpftrace", "bpftrace"), ("iperf3", "iperf3")],
     )
 }
 

@@ -135,13 +135,18 @@ pub fn run(bin: &Path, cpu_rss: impl Fn(i32) -> (f64, u64)) -> Result<()> {
         (cpu1 - cpu0) * 1e6 / (sent.max(1) as f64)
     );
     println!(
-        "  agent: {} events read, {} lost (reported in {} loss lines: {losses}), {} flows evicted, {} findings, {} pending at exit",
+        "  agent: {} events read, {} lost (reported in {} loss lines: {losses}), {} flows evicted from the agent's table, {} findings, {} pending at exit",
         s["events_received"],
         s["events_lost"],
         lines.iter().filter(|l| l["type"] == "loss").count(),
         s["flows_evicted"],
         s["findings_total"],
         s["pending_at_exit"]
+    );
+    let k = &s["in_kernel"];
+    println!(
+        "  kernel: {} connections handed over ({}), {} forgotten by its full flow map",
+        k["handed_over"], k["handed_over_by"], k["flows_evicted"]
     );
     Ok(())
 }

@@ -86,7 +86,8 @@ pub(crate) fn sample_summary(findings: u64) -> Value {
         "origin_statuses": {}, "encrypted_responses": 0, "per_request_off": {"http2": 0, "upgraded": 0},
         "in_kernel": {"handshakes": 2, "requests": 1, "tls_requests": 0, "http2_connections": 0,
             "handed_over": 1, "handed_over_by": {"reset": 1, "syn_resent": 0, "synack_resent": 0,
-            "icmp": 0, "tcp_event": 0, "drop": 0, "closed_waiting": 0, "payload": 0, "overdue": 0}},
+            "icmp": 0, "tcp_event": 0, "drop": 0, "closed_waiting": 0, "payload": 0, "overdue": 0},
+            "flows_evicted": 0},
         "lines_dropped": 0})
 }
 

@@ -195,11 +195,23 @@ pub fn new_flow(key: &FlowKey, ev: &RawEvent, loud: bool) -> Option<*mut FlowVal
         v.isn = ev.seq;
         v.syn_ns = now_ns();
         v.ifindex = ev.ifindex;
+        let reused = FLOWS.get_ptr(key).is_some();
         if FLOWS.insert(key, v, 0).is_err() {
             bump(counter::FLOW_INSERT_ERRORS);
+        } else if !reused {
+            bump(counter::FLOWS_NEW);
         }
     }
     FLOWS.get_ptr_mut(key)
+}
+
+/// The flow is over (both sides closed, or reset): forget it, counted (so
+/// that userspace can tell evictions from the removals).
+#[inline(always)]
+pub fn forget(key: &FlowKey) {
+    if FLOWS.remove(key).is_ok() {
+        bump(counter::FLOWS_GONE);
+    }
 }
 
 /// Count a latency of a healthy quiet flow in its histogram.

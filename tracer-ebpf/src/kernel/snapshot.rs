@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{kind, FlowValue, RawEvent, Snapshot, SNAP_CHUNK, SNAP_CHUNKS_PER_PACKET};
 
-use super::maps::{bump, wake_flags, EVENTS, FLOWS, SNAP_ARGS, SNAP_BUF};
+use super::maps::{bump, forget, wake_flags, EVENTS, FLOWS, SNAP_ARGS, SNAP_BUF};
 
 /// Tail-called by both TC programs for a packet to snapshot.
 #[classifier]
@@ -29,7 +29,7 @@ pub fn otr_tc_snapshot(ctx: TcContext) -> i32 {
             );
         }
         if args.remove != 0 {
-            let _ = FLOWS.remove(&args.key);
+            forget(&args.key);
         }
     }
     TC_ACT_UNSPEC

@@ -13,7 +13,7 @@ use tracer_ebpf::{
 
 use super::{
     maps::{
-        blank_event, emit, flow_key, go_loud, is_edge, is_loud, l2_len, new_flow, now_ns,
+        blank_event, emit, flow_key, forget, go_loud, is_edge, is_loud, l2_len, new_flow, now_ns,
         port_watched, quiet_mode, FLOWS, SETTINGS, SNAP_ARGS, SNAP_PROGS,
     },
     quiet,
@@ -321,14 +321,14 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
     }
     // No snapshot (or the tail call failed): a reset flow is forgotten here.
     if rst {
-        let _ = FLOWS.remove(&key);
+        forget(&key);
     }
     Some(())
 }
 
 #[inline(always)]
 fn remove(key: &FlowKey) -> Option<()> {
-    let _ = FLOWS.remove(key);
+    forget(key);
     None
 }
 

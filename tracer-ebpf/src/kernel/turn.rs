@@ -16,7 +16,7 @@ use tracer_ebpf::{
 
 use super::{
     maps::{
-        bump, emit, go_loud, is_loud, now_ns, observe, FLOWS, HELLOS, SNAP_ARGS, SNAP_BUF,
+        bump, emit, forget, go_loud, is_loud, now_ns, observe, FLOWS, HELLOS, SNAP_ARGS, SNAP_BUF,
         SNAP_PROGS,
     },
     quiet,
@@ -61,7 +61,8 @@ fn is_tls(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, ingress: bool) ->
         if (*f).flags & flow_flag::TLS != 0 {
             return true;
         }
-        if !ingress || (*f).flags & flow_flag::WAITING != 0 || (*f).req_ns != 0 {
+        let known = flow_flag::WAITING | flow_flag::H2;
+        if !ingress || (*f).flags & known != 0 || (*f).req_ns != 0 {
             return false;
         }
     }
@@ -93,7 +94,7 @@ pub(super) fn finish(ctx: &TcContext, f: *mut FlowValue, args: &SnapArgs, fine: 
     }
     if args.fin != 0 {
         if quiet::fin(f, ingress, &ev) {
-            let _ = FLOWS.remove(&args.key);
+            forget(&args.key);
             let _ = HELLOS.remove(&args.key);
         } else if is_loud(f) {
             emit(&mut ev);

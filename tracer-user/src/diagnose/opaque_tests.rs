@@ -27,18 +27,7 @@ fn client_hello_alpn(protocols: &[&str]) -> Vec<u8> {
 
 /// TLS 1.3 up to the edge's `Finished`, the edge offering `protocols`.
 fn tls13_offering(port: u16, protocols: &[&str]) -> Wire {
-    let flight = [
-        server_hello(0x0304),
-        record(20, &[1]),
-        record(23, &[0; 40]),
-        record(23, &[0; 900]),
-        record(23, &[0; 53]),
-    ]
-    .concat();
-    Wire::new(port)
-        .edge(&client_hello_alpn(protocols))
-        .origin(&flight)
-        .edge(&[record(20, &[1]), record(23, &[0; 53])].concat())
+    tls13_after_finished_with(port, &client_hello_alpn(protocols))
 }
 
 /// An HTTP/2 frame header and payload (RFC 9113 4.1).

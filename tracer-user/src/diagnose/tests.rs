@@ -825,6 +825,11 @@ fn tls12_after_hellos(port: u16) -> Wire {
 
 /// TLS 1.3 up to the edge's `Finished` (53 bytes with a SHA-256 suite).
 fn tls13_after_finished(port: u16) -> Wire {
+    tls13_after_finished_with(port, &client_hello(0x0304))
+}
+
+/// The same, the edge's `ClientHello` being `hello`.
+fn tls13_after_finished_with(port: u16, hello: &[u8]) -> Wire {
     let flight = [
         server_hello(0x0304),
         record(20, &[1]),
@@ -834,7 +839,7 @@ fn tls13_after_finished(port: u16) -> Wire {
     ]
     .concat();
     Wire::new(port)
-        .edge(&client_hello(0x0304))
+        .edge(hello)
         .origin(&flight)
         .edge(&[record(20, &[1]), record(23, &[0; 53])].concat())
 }
@@ -995,5 +1000,3 @@ mod turns;
 
 #[path = "opaque_tests.rs"]
 mod opaque_tests;
-
-

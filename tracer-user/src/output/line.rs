@@ -410,6 +410,11 @@ pub struct InKernel {
     /// sum of `handed_over_by`.
     pub handed_over: u64,
     pub handed_over_by: HandedOverBy,
+    /// Connections the kernel's flow map forgot because it was full
+    /// (`tracer_ebpf::FLOW_CAPACITY`, 65,536, under a SYN flood): neither
+    /// closed nor still there at the end. Their later packets were not
+    /// followed.
+    pub flows_evicted: u64,
 }
 
 /// Why the kernel handed connections over, one count per connection (its

@@ -131,6 +131,11 @@ impl Quiet {
         out
     }
 
+    /// Flows in the flow map now.
+    pub fn live_flows(&self) -> u64 {
+        self.flows.keys().filter_map(Result::ok).count() as u64
+    }
+
     /// The kernel's latency histograms, summed over CPUs, in
     /// [`tracer_ebpf::measure`] order.
     pub fn histograms(&self) -> Vec<Vec<u64>> {
