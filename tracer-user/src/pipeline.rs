@@ -11,7 +11,11 @@ use crate::{
     certcheck::watch::CertWatch,
     cli::{EventsMode, Settings},
     clock::WallClock,
-    diagnose::{self, finding::EvidenceKind, Diagnoser, Pending},
+    diagnose::{
+        self,
+        finding::{Cause, EvidenceKind},
+        Diagnoser, Pending,
+    },
     output::{
         line::{Line, Source},
         lines,
@@ -19,7 +23,10 @@ use crate::{
         sink::Sink,
         summary::{self, Counts, Extra},
     },
-    source::event::{Event, FlowEvent, ListenOverflow},
+    source::{
+        event::{Event, FlowEvent, ListenOverflow},
+        kernel::listeners::Listeners,
+    },
 };
 
 fn duration_ns(d: Duration) -> u64 {
@@ -53,6 +60,8 @@ pub struct Pipeline {
     evidence: Option<PcapEvidence>,
     /// `--check-certs`.
     certs: Option<CertWatch>,
+    /// Live: who does listen, for `no_listener` findings.
+    listeners: Option<Listeners>,
 }
 
 impl Pipeline {
@@ -68,6 +77,7 @@ impl Pipeline {
             counts: Counts::default(),
             evidence: None,
             certs: None,
+            listeners: (source == Source::Kernel).then(Listeners::default),
         }
     }
 
@@ -200,10 +210,15 @@ impl Pipeline {
     /// (and their packets, with `--write-pcap`) and finished cert checks.
     pub fn decide(&mut self, now: u64) {
         for f in self.diag.tick(now) {
+            let listeners = match (&mut self.listeners, f.cause) {
+                (Some(l), Cause::NoListener) => l.on(f.flow.origin_port, now),
+                _ => None,
+            };
             self.sink.emit(&lines::finding(
                 &f,
                 self.clock.rfc3339(f.ts_ns),
                 self.source,
+                listeners.as_deref(),
             ));
             if let Some(e) = &mut self.evidence {
                 if let Err(err) = e.write_flow(&f.flow) {

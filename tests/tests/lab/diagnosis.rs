@@ -53,12 +53,45 @@ fn closed_port_is_no_listener() {
         return;
     }
     let lab = Lab::new("closed");
-    let _nginx = Nginx::start(&lab, &[80], None);
-    let agent = start_agent(&lab, &["--ports", "80,81"]);
-    let r = lab.curl(&Curl::to(81));
-    assert_eq!(r.code, Some(7), "{r:?}");
-    wait_finding(&agent, &lab, Family::V4, 81);
+    // nginx on 80, and on 81 for loopback only (a server bound to
+    // 127.0.0.1 by mistake); nothing at all on 82.
+    let servers = format!(
+        "  server {{\n{}    return 200 \"ok\\n\";\n  }}\n  server {{\n    listen 127.0.0.1:81;\n    return 200 \"ok\\n\";\n  }}\n",
+        Nginx::listen(&lab, 80, "")
+    );
+    let _nginx = Nginx::start_servers(&lab, &[80], &servers);
+    let agent = start_agent(&lab, &["--ports", "80,81,82"]);
+    for port in [81, 82] {
+        let r = lab.curl(&Curl::to(port));
+        assert_eq!(r.code, Some(7), "{r:?}");
+        wait_finding(&agent, &lab, Family::V4, port);
+    }
     let lines = finish(agent);
+    // Live, the finding says who does listen on the port, and where.
+    let on = |port| findings_for(&lines, IpAddr::V4(lab.edge_v4), port)[0].clone();
+    let f81 = on(81);
+    let listeners = f81["listeners"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !listeners.is_empty()
+            && listeners.iter().all(|l| l["address"] == "127.0.0.1"
+                && l["process"] == "nginx"
+                && l["pid"].is_u64()),
+        "the loopback-only nginx: {f81}"
+    );
+    assert!(
+        f81["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("listens only on 127.0.0.1:81 (nginx")),
+        "{f81}"
+    );
+    let f82 = on(82);
+    assert_eq!(f82["listeners"], serde_json::json!([]), "{f82}");
+    assert!(
+        f82["hint"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("nothing listens on port 82 on this host")),
+        "{f82}"
+    );
     let found = findings_for(&lines, IpAddr::V4(lab.edge_v4), 81);
     assert_eq!(found.len(), 1, "one connection, one finding: {found:?}");
     let f = found[0];

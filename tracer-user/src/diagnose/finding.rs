@@ -373,7 +373,7 @@ impl Finding {
         } else {
             Source::Kernel
         };
-        serde_json::to_value(lines::finding(self, ts.to_owned(), source))
+        serde_json::to_value(lines::finding(self, ts.to_owned(), source, None))
             .expect("a finding line serializes")
     }
 }

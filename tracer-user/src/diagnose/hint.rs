@@ -4,13 +4,49 @@
 use std::net::IpAddr;
 
 use super::finding::Cause;
-use crate::source::event::Flow;
+use crate::source::{event::Flow, kernel::listeners::Listening};
 
 fn addr_port(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
+}
+
+/// `no_listener` once the agent read what does listen on the port
+/// (`listening`, from /proc): where it listens instead, or that nothing
+/// does.
+pub fn no_listener_seen(flow: &Flow, listening: &[Listening]) -> String {
+    let origin = addr_port(flow.origin, flow.origin_port);
+    let port = flow.origin_port;
+    if listening.is_empty() {
+        return format!(
+            "nothing listens on port {port} on this host, on any address: start the web server, or point the origin's DNS record or Origin Rule at the port it serves"
+        );
+    }
+    let who = |l: &Listening| {
+        let at = addr_port(l.addr, port);
+        match &l.process {
+            Some((pid, comm)) => format!("{at} ({comm}, pid {pid})"),
+            None => at,
+        }
+    };
+    let all: Vec<String> = listening.iter().map(who).collect();
+    let covers = listening.iter().any(|l| {
+        l.addr == flow.origin
+            || (l.addr.is_unspecified() && l.addr.is_ipv4() == flow.origin.is_ipv4())
+    });
+    if covers {
+        return format!(
+            "{} listens now, but {origin} refused the edge: the server was restarting or not yet up then; check its restarts (`journalctl -u <server>`)",
+            all.join(", ")
+        );
+    }
+    format!(
+        "port {port} listens only on {}, not on {origin} where the edge connects: bind the server to {} or to every address (nginx: `listen {port};` and `listen [::]:{port};`)",
+        all.join(", "),
+        flow.origin
+    )
 }
 
 /// How a 520/524 over TLS was told: " (TLS 1.3, request and response
@@ -104,5 +140,48 @@ pub fn hint(cause: Cause, flow: &Flow, drop_reason: Option<&str>) -> String {
         Cause::SynUnanswered => format!(
             "SYNs from {edge} to port {port} got no answer and nothing on this host explained why: check upstream firewalls or security groups, and that the SYNs reach this host's TCP stack"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listening(addr: &str, process: Option<(u32, &str)>) -> Listening {
+        Listening {
+            addr: addr.parse().unwrap(),
+            inode: 1,
+            process: process.map(|(p, c)| (p, c.to_owned())),
+        }
+    }
+
+    #[test]
+    fn no_listener_says_where_it_listens_instead() {
+        let flow = Flow {
+            edge: "198.18.0.1".parse().unwrap(),
+            edge_port: 40_000,
+            origin: "198.18.0.2".parse().unwrap(),
+            origin_port: 8080,
+        };
+        assert!(no_listener_seen(&flow, &[]).starts_with("nothing listens on port 8080"));
+        let h = no_listener_seen(
+            &flow,
+            &[
+                listening("127.0.0.1", Some((42, "node"))),
+                listening("::1", None),
+            ],
+        );
+        assert!(
+            h.contains("listens only on 127.0.0.1:8080 (node, pid 42), [::1]:8080, not on 198.18.0.2:8080"),
+            "{h}"
+        );
+        // Bound to every IPv4 address by now: it was down or restarting.
+        for addr in ["0.0.0.0", "198.18.0.2"] {
+            let h = no_listener_seen(&flow, &[listening(addr, None)]);
+            assert!(h.contains("listens now"), "{h}");
+        }
+        // `::` does not say whether it takes IPv4 (IPV6_V6ONLY).
+        let h = no_listener_seen(&flow, &[listening("::", None)]);
+        assert!(h.contains("listens only on [::]:8080"), "{h}");
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 mod app_facts;
 pub mod finding;
 mod flow;
-mod hint;
+pub mod hint;
 pub mod opaque;
 pub mod payload;
 mod rules;

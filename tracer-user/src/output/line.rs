@@ -28,7 +28,7 @@ pub use crate::diagnose::finding::SCHEMA_VERSION;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Line {
     Start(Start),
-    Finding(FindingLine),
+    Finding(Box<FindingLine>),
     Event(EventLine),
     Inconclusive(Inconclusive),
     CertCheck(CertCheckLine),
@@ -257,6 +257,22 @@ pub struct FindingLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "HttpFacts")]
     pub http: Option<HttpFacts>,
+    /// `no_listener`, live only: the sockets that do listen on the port
+    /// (any address), as `ss -tlnp` shows them, read when the line was
+    /// written; empty: nothing listens on the port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<Listener>")]
+    pub listeners: Option<Vec<Listener>>,
+}
+
+/// A socket listening on the port of a `no_listener` finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Listener {
+    /// Its local address (`0.0.0.0` or `::`: every address).
+    pub address: std::net::IpAddr,
+    /// The command name of a process holding it (from /proc), when found.
+    pub process: Option<String>,
+    pub pid: Option<u32>,
 }
 
 /// A raw observation (`--events all`): the evidence item's fields, and the

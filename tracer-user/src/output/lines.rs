@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::line::{
     AttachMode, ClassCode, EdgePrefixes, EventLine, FindingLine, Inconclusive, Interface, Line,
-    Loss, ProbeLine, ProbeStatus, Source, Start, SCHEMA_VERSION,
+    Listener, Loss, ProbeLine, ProbeStatus, Source, Start, SCHEMA_VERSION,
 };
 use crate::{
     cli::Settings,
@@ -14,7 +14,10 @@ use crate::{
         finding::{EvidenceKind, Finding},
         Pending,
     },
-    source::{event::Flow, kernel::attach::Probe},
+    source::{
+        event::Flow,
+        kernel::{attach::Probe, listeners::Listening},
+    },
 };
 
 /// What the start line says was attached.
@@ -98,8 +101,14 @@ pub fn start(s: &Settings, attached: &Attached<'_>, ts: String) -> Line {
 }
 
 /// A `finding` line; `ts` is the RFC 3339 rendering of the finding's time.
-pub fn finding(f: &Finding, ts: String, source: Source) -> Line {
-    Line::Finding(FindingLine {
+/// `listeners`: live, for `no_listener`, what does listen on the port (its
+/// hint then says it).
+pub fn finding(f: &Finding, ts: String, source: Source, listeners: Option<&[Listening]>) -> Line {
+    let hint = match listeners {
+        Some(l) => crate::diagnose::hint::no_listener_seen(&f.flow, l),
+        None => f.hint.clone(),
+    };
+    Line::Finding(Box::new(FindingLine {
         schema_version: SCHEMA_VERSION,
         ts: ts.into(),
         source,
@@ -109,10 +118,19 @@ pub fn finding(f: &Finding, ts: String, source: Source) -> Line {
         flow: f.flow,
         count: f.count,
         evidence: f.evidence.clone(),
-        hint: f.hint.clone(),
+        hint,
         tls: f.tls.clone(),
         http: f.http.clone(),
-    })
+        listeners: listeners.map(|l| {
+            l.iter()
+                .map(|s| Listener {
+                    address: s.addr,
+                    process: s.process.as_ref().map(|(_, c)| c.clone()),
+                    pid: s.process.as_ref().map(|(p, _)| *p),
+                })
+                .collect()
+        }),
+    }))
 }
 
 /// An `event` line (`--events all`); `flow` is absent for host-wide

@@ -313,7 +313,12 @@ mod tests {
             http: None,
             count: None,
         };
-        let line = lines::finding(&f, "2026-11-21T16:00:00.123456Z".into(), Source::Kernel);
+        let line = lines::finding(
+            &f,
+            "2026-11-21T16:00:00.123456Z".into(),
+            Source::Kernel,
+            None,
+        );
         let p = render(&line);
         assert!(
             p.starts_with(

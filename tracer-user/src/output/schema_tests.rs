@@ -21,6 +21,7 @@ use crate::{
         lines::{self, Attached},
         summary::{summary, Counts, Extra},
     },
+    source::kernel::listeners::Listening,
     source::{
         capture::decode::Skip,
         event::{Flow, FlowEventKind},
@@ -198,7 +199,17 @@ fn every_line_the_code_builds_validates() {
     for cause in Cause::ALL {
         for v6 in [false, true] {
             for source in [Source::Kernel, Source::Capture] {
-                let line = lines::finding(&finding(cause, v6), TS.into(), source);
+                let line = lines::finding(&finding(cause, v6), TS.into(), source, None);
+                assert_valid(&v, &json_of(&line));
+            }
+            // Live, with what does listen on the port.
+            let listening = [Listening {
+                addr: "127.0.0.1".parse().unwrap(),
+                inode: 7,
+                process: Some((42, "nginx".to_owned())),
+            }];
+            for l in [&listening[..], &[]] {
+                let line = lines::finding(&finding(cause, v6), TS.into(), Source::Kernel, Some(l));
                 assert_valid(&v, &json_of(&line));
             }
         }
@@ -289,6 +300,7 @@ fn the_rules_added_to_the_derived_schema_hold() {
         &finding(Cause::HeadersTooLarge, false),
         TS.into(),
         Source::Kernel,
+        None,
     ));
     let broken = |edit: &dyn Fn(&mut Value)| {
         let mut l = good.clone();
@@ -308,6 +320,7 @@ fn the_rules_added_to_the_derived_schema_hold() {
         &finding(Cause::TlsAlertFromOrigin, false),
         TS.into(),
         Source::Kernel,
+        None,
     ));
     let mut l = tls.clone();
     l["tls"]["alert"]["from"] = json!("edge");

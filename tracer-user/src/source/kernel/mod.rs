@@ -6,6 +6,7 @@ pub mod attach;
 pub mod btf;
 mod kallsyms;
 pub mod layout;
+pub mod listeners;
 pub mod procnet;
 pub mod quiet;
 pub mod records;
