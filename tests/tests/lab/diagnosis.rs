@@ -10,7 +10,7 @@ use integration_tests::verdict::{
     assert_cause, assert_evidence, evidence_items, findings, is_finding_for, kernel_names_drops,
     summary,
 };
-use integration_tests::{require_root, Agent, Curl, Family, Firewall, Lab, Nginx, Source};
+use integration_tests::{require_root, Agent, Curl, Family, Firewall, Lab, Nginx, Proc, Source};
 use serde_json::Value;
 
 /// Waits for the finding of a connection from the edge address of `family`
@@ -252,6 +252,48 @@ fn lost_synacks_are_synack_unacked() {
     let r = lab.curl(&Curl::to(80).connect_timeout(Duration::from_secs(4)));
     assert_eq!(r.code, Some(28), "{r:?}");
     let f = wait_finding(&agent, &lab, Family::V4, 80);
+    let lines = finish(agent);
+    assert_cause(&f, "synack_unacked", "ipv4", &lines);
+    assert_evidence(&f, &["syn_in", "synack_out", "synack_retransmit"]);
+}
+
+/// A listener on `[::]:PORT` that also takes IPv4 (`IPV6_V6ONLY` off, as
+/// Apache, Node and Go listen); it never accepts.
+const DUAL_STACK: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", int(sys.argv[1])))
+s.listen(16)
+time.sleep(60)
+"#;
+
+#[test]
+#[ignore = "privileged: run with cargo xtask test"]
+fn an_ipv4_edge_on_a_dual_stack_socket_keeps_its_kernel_evidence() {
+    if !require_root("an_ipv4_edge_on_a_dual_stack_socket_keeps_its_kernel_evidence") {
+        return;
+    }
+    let lab = Lab::new("dualstack");
+    let mut cmd = lab.origin.command("python3");
+    cmd.args(["-c", DUAL_STACK, "8081"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _server = Proc::spawn("dual-stack listener", &mut cmd);
+    let listening = (0..250).any(|_| {
+        sleep(Duration::from_millis(20));
+        lab.origin.run_ok("ss", &["-Hltn"]).contains(":8081 ")
+    });
+    assert!(listening, "the dual-stack listener did not start");
+    // The socket-level events (the kernel's SYN-ACK retransmits) carry
+    // IPv4-mapped addresses; they must reach the IPv4 flow.
+    lab.break_return_path();
+    let agent = start_agent(&lab, &["--ports", "8081"]);
+    let r = lab.curl(&Curl::to(8081).connect_timeout(Duration::from_secs(4)));
+    assert_eq!(r.code, Some(28), "{r:?}");
+    let f = wait_finding(&agent, &lab, Family::V4, 8081);
     let lines = finish(agent);
     assert_cause(&f, "synack_unacked", "ipv4", &lines);
     assert_evidence(&f, &["syn_in", "synack_out", "synack_retransmit"]);

@@ -110,6 +110,17 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
             ev.family = FAMILY_V6;
             ev.origin_addr = field(ctx, layout.saddr_v6)?;
             ev.edge_addr = field(ctx, layout.daddr_v6)?;
+            if ev.edge_addr == [0; 16] {
+                // A dual-stack listener's IPv4 request socket: its IPv6
+                // addresses are unset, its IPv4 ones are the connection's.
+                ev.family = FAMILY_V4;
+                let s: [u8; 4] = field(ctx, layout.saddr)?;
+                let d: [u8; 4] = field(ctx, layout.daddr)?;
+                ev.origin_addr = [0; 16];
+                ev.edge_addr = [0; 16];
+                ev.origin_addr[..4].copy_from_slice(&s);
+                ev.edge_addr[..4].copy_from_slice(&d);
+            }
         } else {
             return None;
         }
@@ -133,6 +144,7 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     } else {
         return None;
     }
+    unmap_v4(&mut ev);
     if layout.protocol != ABSENT {
         let protocol: u16 = field(ctx, layout.protocol)?;
         if protocol != u16::from(IPPROTO_TCP) {
@@ -182,6 +194,23 @@ fn sock_event(ctx: &TracePointContext, index: u32, event_kind: u32) -> Option<()
     }
     emit(&mut ev);
     Some(())
+}
+
+/// An IPv4 edge on a dual-stack socket (`[::]:80` without `IPV6_V6ONLY`):
+/// its socket is IPv6 with IPv4-mapped addresses (`::ffff:a.b.c.d`), its
+/// packets are IPv4. The event is made IPv4, as the flow is.
+#[inline(always)]
+fn unmap_v4(ev: &mut RawEvent) {
+    let mapped = |a: &[u8; 16]| a[..10].iter().all(|b| *b == 0) && a[10] == 0xff && a[11] == 0xff;
+    if ev.family != FAMILY_V6 || !mapped(&ev.edge_addr) || !mapped(&ev.origin_addr) {
+        return;
+    }
+    ev.family = FAMILY_V4;
+    for a in [&mut ev.edge_addr, &mut ev.origin_addr] {
+        let v4 = [a[12], a[13], a[14], a[15]];
+        *a = [0; 16];
+        a[..4].copy_from_slice(&v4);
+    }
 }
 
 /// The family of a split record without a `family` field: the kernel

@@ -172,7 +172,9 @@ mod tests {
             ],
         );
         assert!(
-            h.contains("listens only on 127.0.0.1:8080 (node, pid 42), [::1]:8080, not on 198.18.0.2:8080"),
+            h.contains(
+                "listens only on 127.0.0.1:8080 (node, pid 42), [::1]:8080, not on 198.18.0.2:8080"
+            ),
             "{h}"
         );
         // Bound to every IPv4 address by now: it was down or restarting.
