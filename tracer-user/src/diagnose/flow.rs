@@ -221,6 +221,10 @@ pub(super) fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
         // Payload before the handshake completed (a capture may order
         // the edge's ACK and first data closely): it counts as completed.
         FlowEventKind::AckIn | FlowEventKind::Payload { .. } => f.phase = Phase::Established,
+        // The edge's FIN proves it took the SYN-ACK: the handshake completed
+        // (a capture that keeps only SYN, FIN and RST segments lacks its
+        // ACK). The FIN is then the established connection's.
+        FlowEventKind::FinIn => f.phase = Phase::Established,
         FlowEventKind::StateChange {
             from: TcpState::SynRecv,
             to: TcpState::Established,

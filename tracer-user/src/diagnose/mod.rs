@@ -372,7 +372,7 @@ impl Diagnoser {
             }
             if !cfg.payload {
                 f.phase = Phase::Healthy;
-            } else if is_payload {
+            } else if is_payload || matches!(e.kind, FlowEventKind::FinIn) {
                 after_handshake_noting_sni(f, e, &cfg, &mut self.new_snis, &mut self.stats);
                 note_status(e, f, &mut self.statuses, &mut self.stats);
             }

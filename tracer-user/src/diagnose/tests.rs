@@ -1000,3 +1000,26 @@ mod turns;
 
 #[path = "opaque_tests.rs"]
 mod opaque_tests;
+
+#[test]
+fn the_edges_fin_proves_its_handshake_completed() {
+    // A capture that keeps only SYN, FIN and RST segments: the handshake's
+    // ACK is not in it, the edge's FIN is.
+    let events = vec![
+        ev(0, 1, K::SynIn),
+        ev(0, 1, K::SynAckOut),
+        ev(900, 1, K::FinIn),
+        ev(901, 1, K::FinOut),
+    ];
+    let (f, stats) = run(&events, 30_000);
+    assert!(f.is_empty(), "no synack_unacked: {f:#?}");
+    assert_eq!(stats.healthy_handshakes, 1);
+    // An edge that resets proves nothing: it may have given up waiting.
+    let events = vec![
+        ev(0, 2, K::SynIn),
+        ev(0, 2, K::SynAckOut),
+        ev(1_000, 2, K::SynAckOut),
+        ev(3_000, 2, K::RstIn),
+    ];
+    assert_eq!(single(&events, 30_000).cause, Cause::SynackUnacked);
+}
