@@ -220,11 +220,12 @@ pub(super) fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
     match &e.kind {
         // Payload before the handshake completed (a capture may order
         // the edge's ACK and first data closely): it counts as completed.
-        FlowEventKind::AckIn | FlowEventKind::Payload { .. } => f.phase = Phase::Established,
-        // The edge's FIN proves it took the SYN-ACK: the handshake completed
-        // (a capture that keeps only SYN, FIN and RST segments lacks its
-        // ACK). The FIN is then the established connection's.
-        FlowEventKind::FinIn => f.phase = Phase::Established,
+        // So does the edge's FIN, which proves it took the SYN-ACK (a
+        // capture that keeps only SYN, FIN and RST segments lacks the ACK);
+        // the FIN is then the established connection's.
+        FlowEventKind::AckIn | FlowEventKind::Payload { .. } | FlowEventKind::FinIn => {
+            f.phase = Phase::Established;
+        }
         FlowEventKind::StateChange {
             from: TcpState::SynRecv,
             to: TcpState::Established,
