@@ -223,15 +223,14 @@ pub(super) fn during_handshake(f: &mut FlowState, e: &FlowEvent, cfg: &Config) {
         // So does the edge's FIN, which proves it took the SYN-ACK (a
         // capture that keeps only SYN, FIN and RST segments lacks the ACK);
         // the FIN is then the established connection's.
-        FlowEventKind::AckIn | FlowEventKind::Payload { .. } | FlowEventKind::FinIn => {
-            f.phase = Phase::Established;
-        }
-        FlowEventKind::StateChange {
+        // And the socket's own move to ESTABLISHED.
+        FlowEventKind::AckIn
+        | FlowEventKind::Payload { .. }
+        | FlowEventKind::FinIn
+        | FlowEventKind::StateChange {
             from: TcpState::SynRecv,
             to: TcpState::Established,
-        } => {
-            f.phase = Phase::Established;
-        }
+        } => f.phase = Phase::Established,
         FlowEventKind::SynAckOut => {
             f.synack += 1;
             f.synack_ns.get_or_insert(e.ts_ns);
