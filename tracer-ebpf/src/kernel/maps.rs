@@ -184,9 +184,10 @@ pub fn go_loud(flow: *mut FlowValue, ev: &RawEvent, why: u32) {
     }
 }
 
-/// Record the edge's SYN as a new flow (loud from the start when `loud`).
+/// Record the edge's SYN as a new flow (loud from the start when `loud`;
+/// `reused`: it replaces the flow of an earlier connection on its 4-tuple).
 #[inline(always)]
-pub fn new_flow(key: &FlowKey, ev: &RawEvent, loud: bool) -> Option<*mut FlowValue> {
+pub fn new_flow(key: &FlowKey, ev: &RawEvent, loud: bool, reused: bool) -> Option<*mut FlowValue> {
     let rec = HISTORY_BUF.get_ptr_mut(0)?;
     // SAFETY: this CPU's buffer, used as the new value's template.
     unsafe {
@@ -195,7 +196,6 @@ pub fn new_flow(key: &FlowKey, ev: &RawEvent, loud: bool) -> Option<*mut FlowVal
         v.isn = ev.seq;
         v.syn_ns = now_ns();
         v.ifindex = ev.ifindex;
-        let reused = FLOWS.get_ptr(key).is_some();
         if FLOWS.insert(key, v, 0).is_err() {
             bump(counter::FLOW_INSERT_ERRORS);
         } else if !reused {

@@ -211,7 +211,8 @@ fn tcp(ctx: &TcContext, ip: &Ip, ingress: bool, ifindex: u32) -> Option<()> {
                 go_loud(f, &ev, handover::SYN_RESENT);
                 f
             }
-            _ => new_flow(&key, &ev, !quiet)?,
+            // A reused 4-tuple replaces its old flow.
+            old => new_flow(&key, &ev, !quiet, old.is_some())?,
         };
         if is_loud(f) {
             ev.kind = kind::EDGE_SYN;

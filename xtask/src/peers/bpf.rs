@@ -16,34 +16,31 @@ fn bpftool(args: &[&str]) -> Value {
         .unwrap_or_default()
 }
 
-/// Every loaded program: (id, name, is a TC program).
-pub fn progs() -> Vec<(u64, String, bool)> {
-    let v = bpftool(&["prog", "show"]);
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            Some((
-                p["id"].as_u64()?,
-                p["name"].as_str().unwrap_or_default().to_owned(),
-                p["type"] == "sched_cls",
-            ))
-        })
-        .collect()
+/// A loaded program as `bpftool prog show` lists it.
+pub struct Prog {
+    pub id: u64,
+    pub name: String,
+    /// A TC program (`sched_cls`).
+    pub tc: bool,
+    /// `bpf_stats`: its run time and runs.
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
 }
 
-/// Every loaded program's `bpf_stats`: (id, `run_time_ns`, `run_cnt`).
-pub fn prog_stats() -> Vec<(u64, u64, u64)> {
+/// Every loaded program.
+pub fn progs() -> Vec<Prog> {
     let v = bpftool(&["prog", "show"]);
     v.as_array()
         .into_iter()
         .flatten()
         .filter_map(|p| {
-            Some((
-                p["id"].as_u64()?,
-                p["run_time_ns"].as_u64().unwrap_or(0),
-                p["run_cnt"].as_u64().unwrap_or(0),
-            ))
+            Some(Prog {
+                id: p["id"].as_u64()?,
+                name: p["name"].as_str().unwrap_or_default().to_owned(),
+                tc: p["type"] == "sched_cls",
+                run_time_ns: p["run_time_ns"].as_u64().unwrap_or(0),
+                run_cnt: p["run_cnt"].as_u64().unwrap_or(0),
+            })
         })
         .collect()
 }

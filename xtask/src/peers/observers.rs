@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use integration_tests::{Agent, Lab, Proc};
 use serde_json::Value;
 
-use super::bpf::{perf_progs, prog_stats, progs};
+use super::bpf::{perf_progs, progs};
 use crate::bench::proc_cpu_rss;
 
 /// How long a peer may take to start, and to exit after SIGINT.
@@ -141,7 +141,7 @@ pub struct Observed {
 
 /// Attaches `who` to watch `port`; returns once it watches.
 pub fn attach(bin: &Path, lab: &Lab, who: Observer, port: u16) -> Result<Attached> {
-    let before: HashSet<u64> = progs().iter().map(|p| p.0).collect();
+    let before: HashSet<u64> = progs().iter().map(|p| p.id).collect();
     let started = Instant::now();
     let dir = lab.dir().to_path_buf();
     let kind = match who {
@@ -169,8 +169,8 @@ pub fn attach(bin: &Path, lab: &Lab, who: Observer, port: u16) -> Result<Attache
             .collect(),
         Kind::Agent(_) => progs()
             .into_iter()
-            .filter(|(id, name, _)| !before.contains(id) && name.starts_with("otr_"))
-            .map(|(id, _, tc)| (id, tc))
+            .filter(|p| !before.contains(&p.id) && p.name.starts_with("otr_"))
+            .map(|p| (p.id, p.tc))
             .collect(),
     };
     let mut a = Attached {
@@ -283,13 +283,13 @@ impl Attached {
     }
 
     fn stats(&self) -> Vec<(u64, u64)> {
-        let all = prog_stats();
+        let all = progs();
         self.progs
             .iter()
             .map(|(id, _)| {
                 all.iter()
-                    .find(|s| s.0 == *id)
-                    .map_or((0, 0), |s| (s.1, s.2))
+                    .find(|p| p.id == *id)
+                    .map_or((0, 0), |p| (p.run_time_ns, p.run_cnt))
             })
             .collect()
     }
